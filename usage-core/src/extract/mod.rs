@@ -1,11 +1,13 @@
 //! Provider usage extraction: from the raw JSON a provider (or a log) returns to a normalised
 //! [`Extracted`] record. Every parser reports malformed input as
-//! [`Error::InvalidResponse`](crate::Error::InvalidResponse) naming the field; none panics.
+//! [`Error::InvalidResponse`] naming the field (its JSON path, e.g. `usage.input_tokens`);
+//! none panics, whatever the input.
 
 mod anthropic;
 mod bedrock;
 mod claude_code;
 mod gemini;
+mod json;
 mod openai;
 mod stream;
 
@@ -20,6 +22,7 @@ use crate::money::Usd;
 use crate::tokens::TokenUsage;
 
 pub use anthropic::AnthropicStream;
+pub use claude_code::dedup_claude_code;
 pub use stream::StreamAccumulator;
 
 /// Where a response came from, which decides how its usage is read.
@@ -121,6 +124,9 @@ pub struct Extracted {
     /// The provider the response came from.
     pub provider: Provider,
     /// The model as the response reports it (resolve it with the catalog to price it).
+    /// Empty when the payload names no model (Bedrock Converse bodies, a Claude CLI result
+    /// without `modelUsage`, error bodies): the caller supplies it, as the store and tracker
+    /// APIs take the model separately.
     pub model: String,
     /// Normalised token usage.
     pub usage: TokenUsage,
@@ -147,6 +153,10 @@ pub struct Extracted {
     pub duration_ms: Option<u64>,
     /// Turns in an agent run (Claude CLI `num_turns`).
     pub num_turns: Option<u64>,
+    /// True for a Claude Code sidechain line (`isSidechain`: subagents, `/btw`), which may
+    /// replay a parent message; [`dedup_claude_code`] prefers the parent copy.
+    #[serde(default)]
+    pub sidechain: bool,
 }
 
 /// A provider-reported error.
@@ -176,6 +186,7 @@ impl Extracted {
             provided_cost: None,
             duration_ms: None,
             num_turns: None,
+            sidechain: false,
         }
     }
 }
