@@ -115,7 +115,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn usage(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    /// Shorthand for [`Error::InvalidUsage`].
+    pub fn usage(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidUsage { field: field.into(), reason: reason.into() }
     }
 
@@ -124,7 +125,8 @@ impl Error {
         Error::InvalidArgument { field: field.into(), reason: reason.into() }
     }
 
-    pub(crate) fn catalog(
+    /// Shorthand for [`Error::InvalidCatalog`].
+    pub fn catalog(
         model: impl Into<String>,
         field: impl Into<String>,
         reason: impl Into<String>,
@@ -132,7 +134,8 @@ impl Error {
         Error::InvalidCatalog { model: model.into(), field: field.into(), reason: reason.into() }
     }
 
-    pub(crate) fn response(
+    /// Shorthand for [`Error::InvalidResponse`].
+    pub fn response(
         provider: impl Into<String>,
         field: impl Into<String>,
         reason: impl Into<String>,

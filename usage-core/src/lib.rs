@@ -22,13 +22,17 @@
 
 pub mod context;
 pub mod error;
+pub mod event;
 pub mod extract;
 pub mod money;
 pub mod pricing;
+pub mod query;
+pub mod store;
 pub mod tokens;
 
 pub use context::{Deployment, Platform, PricingContext, ServiceTier, Speed};
 pub use error::{Error, Result};
+pub use event::{CostSource, EventCost, EventId, NewEvent, Status, UsageEvent};
 pub use money::Usd;
 pub use pricing::{CostBreakdown, PriceCatalog};
 pub use tokens::TokenUsage;

@@ -134,10 +134,7 @@ impl CostBreakdown {
     }
 }
 
-fn pick<'a>(
-    m: &'a CompiledModifiers,
-    tier: ServiceTier,
-) -> (Option<&'a Adjustment>, Option<ModifierKind>) {
+fn pick(m: &CompiledModifiers, tier: ServiceTier) -> (Option<&Adjustment>, Option<ModifierKind>) {
     match tier {
         ServiceTier::Standard | ServiceTier::Provisioned => (None, None),
         ServiceTier::Batch => (m.batch.as_ref(), Some(ModifierKind::Batch)),
@@ -157,7 +154,10 @@ impl<'a> Pricing<'a> {
         match adj {
             Adjustment::Multiplier(m) => {
                 self.factor *= *m;
-                self.applied.push(AppliedModifier { kind, factor: Some(*m) });
+                self.applied.push(AppliedModifier {
+                    kind,
+                    factor: Some(*m),
+                });
             }
             Adjustment::Prices(s) => {
                 self.schedule = s;
@@ -201,8 +201,15 @@ impl PriceCatalog {
         usage.validate()?;
         let entry = self.entry(resolved);
         let platform = context.platform.or(resolved.platform).unwrap_or_default();
-        let deployment = context.deployment.or(resolved.deployment).unwrap_or_default();
-        let speed = if resolved.fast { Speed::Fast } else { context.speed };
+        let deployment = context
+            .deployment
+            .or(resolved.deployment)
+            .unwrap_or_default();
+        let speed = if resolved.fast {
+            Speed::Fast
+        } else {
+            context.speed
+        };
         let (version, in_force) = compiled::in_force(entry.versions(platform), at);
         let mods = &version.modifiers;
         let mut notes = Vec::new();
@@ -212,7 +219,11 @@ impl PriceCatalog {
                 entry.id
             ));
         }
-        let mut p = Pricing { schedule: &version.schedule, factor: Decimal::ONE, applied: Vec::new() };
+        let mut p = Pricing {
+            schedule: &version.schedule,
+            factor: Decimal::ONE,
+            applied: Vec::new(),
+        };
 
         match pick(mods, context.service_tier) {
             (Some(adj), Some(kind)) => p.apply(kind, adj),
@@ -239,28 +250,32 @@ impl PriceCatalog {
                 )),
             }
         }
-        if context.is_us_only() {
-            if let Some(adj) = &mods.inference_geo_us {
-                p.apply(ModifierKind::InferenceGeoUs, adj);
-            }
+        if context.is_us_only()
+            && let Some(adj) = &mods.inference_geo_us
+        {
+            p.apply(ModifierKind::InferenceGeoUs, adj);
         }
         let deployment_mod = match (platform, deployment) {
-            (Platform::Bedrock, Deployment::Regional) => {
-                mods.bedrock_regional.as_ref().map(|a| (ModifierKind::BedrockRegional, a))
-            }
-            (Platform::Bedrock, Deployment::GovCloud) => {
-                mods.bedrock_gov_cloud.as_ref().map(|a| (ModifierKind::BedrockGovCloud, a))
-            }
-            (Platform::Vertex, Deployment::Regional) => {
-                mods.vertex_regional.as_ref().map(|a| (ModifierKind::VertexRegional, a))
-            }
+            (Platform::Bedrock, Deployment::Regional) => mods
+                .bedrock_regional
+                .as_ref()
+                .map(|a| (ModifierKind::BedrockRegional, a)),
+            (Platform::Bedrock, Deployment::GovCloud) => mods
+                .bedrock_gov_cloud
+                .as_ref()
+                .map(|a| (ModifierKind::BedrockGovCloud, a)),
+            (Platform::Vertex, Deployment::Regional) => mods
+                .vertex_regional
+                .as_ref()
+                .map(|a| (ModifierKind::VertexRegional, a)),
             _ => None,
         };
         if let Some((kind, adj)) = deployment_mod {
             p.apply(kind, adj);
         }
 
-        let (prices, tier_above): (&PriceSet, Option<u64>) = p.schedule.select(usage.prompt_tokens());
+        let (prices, tier_above): (&PriceSet, Option<u64>) =
+            p.schedule.select(usage.prompt_tokens());
         let f = p.factor;
         let input = line(usage.input, prices.input, f);
         let cache_read = line(usage.cache_read, prices.cache_read, f);
@@ -270,8 +285,10 @@ impl PriceCatalog {
         let web_search = if usage.web_search_requests == 0 {
             Usd::ZERO
         } else {
-            Usd::new(Decimal::from(usage.web_search_requests) * version.web_search_per_1k / THOUSAND)
-                .round()
+            Usd::new(
+                Decimal::from(usage.web_search_requests) * version.web_search_per_1k / THOUSAND,
+            )
+            .round()
         };
         let total = input + cache_read + cache_write_5m + cache_write_1h + output + web_search;
         Ok(CostBreakdown {

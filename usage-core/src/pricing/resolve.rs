@@ -40,8 +40,16 @@ const BEDROCK_PROFILES: &[(&str, Deployment)] = &[
     ("uk.", Deployment::Regional),
 ];
 
-const BEDROCK_VENDORS: &[&str] =
-    &["anthropic.", "amazon.", "meta.", "mistral.", "deepseek.", "openai.", "cohere.", "ai21."];
+const BEDROCK_VENDORS: &[&str] = &[
+    "anthropic.",
+    "amazon.",
+    "meta.",
+    "mistral.",
+    "deepseek.",
+    "openai.",
+    "cohere.",
+    "ai21.",
+];
 
 fn is_aws_region(s: &str) -> bool {
     // us-east-1, eu-central-2, us-gov-west-1, ap-southeast-2
@@ -49,11 +57,17 @@ fn is_aws_region(s: &str) -> bool {
     parts.len() >= 3
         && parts[0].len() == 2
         && parts[0].bytes().all(|b| b.is_ascii_lowercase())
-        && parts.last().is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && parts
+            .last()
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn region_deployment(region: &str) -> Deployment {
-    if region.starts_with("us-gov-") { Deployment::GovCloud } else { Deployment::Regional }
+    if region.starts_with("us-gov-") {
+        Deployment::GovCloud
+    } else {
+        Deployment::Regional
+    }
 }
 
 /// Strips a Bedrock version suffix (`-v1:0`, `-v2:0`, `-v1`).
@@ -107,11 +121,11 @@ pub(crate) fn normalize(raw: &str) -> Normalized {
     push(&mut n, &s);
 
     // Claude Code display suffixes: `[1m]` (1M context window) says nothing about price.
-    if s.ends_with(']') {
-        if let Some(i) = s.rfind('[') {
-            s.truncate(i);
-            push(&mut n, &s);
-        }
+    if s.ends_with(']')
+        && let Some(i) = s.rfind('[')
+    {
+        s.truncate(i);
+        push(&mut n, &s);
     }
 
     // ARNs: arn:aws:bedrock:REGION:ACCOUNT:foundation-model/ID or inference-profile/ID.
@@ -142,14 +156,14 @@ pub(crate) fn normalize(raw: &str) -> Normalized {
 
     // Bedrock cross-region inference profiles, then the vendor prefix.
     for (prefix, dep) in BEDROCK_PROFILES {
-        if let Some(rest) = s.strip_prefix(prefix) {
-            if BEDROCK_VENDORS.iter().any(|v| rest.starts_with(v)) {
-                n.platform = Some(Platform::Bedrock);
-                n.deployment.get_or_insert(*dep);
-                s = rest.to_owned();
-                push(&mut n, &s);
-                break;
-            }
+        if let Some(rest) = s.strip_prefix(prefix)
+            && BEDROCK_VENDORS.iter().any(|v| rest.starts_with(v))
+        {
+            n.platform = Some(Platform::Bedrock);
+            n.deployment.get_or_insert(*dep);
+            s = rest.to_owned();
+            push(&mut n, &s);
+            break;
         }
     }
     if let Some(v) = BEDROCK_VENDORS.iter().find(|v| s.starts_with(**v)) {
@@ -174,12 +188,12 @@ pub(crate) fn normalize(raw: &str) -> Normalized {
 
     // Claude Code reports fast mode as `<model>-fast`. Other vendors' `-fast` models
     // (grok-3-fast) are models of their own, found by the exact lookups above.
-    if s.starts_with("claude") {
-        if let Some(stripped) = s.strip_suffix("-fast") {
-            n.fast = true;
-            s = stripped.to_owned();
-            push(&mut n, &s);
-        }
+    if s.starts_with("claude")
+        && let Some(stripped) = s.strip_suffix("-fast")
+    {
+        n.fast = true;
+        s = stripped.to_owned();
+        push(&mut n, &s);
     }
 
     if let Some(swapped) = swap_claude_word_order(&canonical(&s)) {
@@ -196,7 +210,9 @@ pub(crate) fn normalize(raw: &str) -> Normalized {
 /// date, a snapshot number, a version or `-latest`: never a different model, so that
 /// `claude-opus-4-5` cannot fall back to `claude-opus-4`, nor `gpt-4o-mini` to `gpt-4o`.
 pub(crate) fn is_suffix_only(rest: &str) -> bool {
-    let Some(rest) = rest.strip_prefix('-') else { return false };
+    let Some(rest) = rest.strip_prefix('-') else {
+        return false;
+    };
     let segs: Vec<&str> = rest.split('-').collect();
     let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
     let mut i = 0;
@@ -233,7 +249,10 @@ mod tests {
         assert_eq!(last("anthropic/claude-sonnet-4-5"), "claude-sonnet-4-5");
         let n = normalize("us.anthropic.claude-sonnet-4-5-20250929-v1:0");
         assert_eq!(n.candidates.last().unwrap(), "claude-sonnet-4-5-20250929");
-        assert_eq!((n.platform, n.deployment), (Some(Platform::Bedrock), Some(Deployment::Regional)));
+        assert_eq!(
+            (n.platform, n.deployment),
+            (Some(Platform::Bedrock), Some(Deployment::Regional))
+        );
         let n = normalize("global.anthropic.claude-opus-4-6-v1");
         assert_eq!(n.deployment, Some(Deployment::Global));
         assert_eq!(n.candidates.last().unwrap(), "claude-opus-4-6");
@@ -256,8 +275,15 @@ mod tests {
     #[test]
     fn swaps_claude_word_order() {
         let n = normalize("claude-4-sonnet-20250514");
-        assert!(n.candidates.contains(&"claude-sonnet-4-20250514".to_owned()), "{n:?}");
-        assert_eq!(swap_claude_word_order("claude-sonnet-3-5"), Some("claude-3-5-sonnet".into()));
+        assert!(
+            n.candidates
+                .contains(&"claude-sonnet-4-20250514".to_owned()),
+            "{n:?}"
+        );
+        assert_eq!(
+            swap_claude_word_order("claude-sonnet-3-5"),
+            Some("claude-3-5-sonnet".into())
+        );
     }
 
     #[test]

@@ -1,0 +1,327 @@
+//! The storage contract every backend (SQLite, PostgreSQL, memory) implements. Backends only
+//! store events and answer a few primitive aggregate requests; query planning, time zones and
+//! reports are done once, in [`crate::query::engine`], so all backends give identical answers.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::event::{EventId, UsageEvent};
+use crate::pricing::PriceCatalog;
+use crate::query::{Dimension, Filter, TimeRange, Totals};
+
+/// Where an aggregate is computed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Raw events.
+    Raw,
+    /// Hourly rollups. Only asked for when [`rollup_can_serve`] holds and the range starts and
+    /// ends on whole UTC hours.
+    Rollup,
+}
+
+/// True when the hourly rollups can answer a request that filters, groups or counts distinct
+/// over `dims`. Backends keep two rollups: events by (hour, user, provider, model, status), and
+/// tags by (hour, tag key, tag value, user). So `dims` must be within {user, provider, model,
+/// status}, or within {user, one tag key}.
+pub fn rollup_can_serve(dims: &[Dimension]) -> bool {
+    let mut tag: Option<&str> = None;
+    let mut plain = false;
+    for d in dims {
+        match d {
+            Dimension::User => {}
+            Dimension::Provider | Dimension::Model | Dimension::Status => plain = true,
+            Dimension::Tag(k) => match tag {
+                Some(t) if t != k => return false,
+                _ => tag = Some(k),
+            },
+        }
+    }
+    !(plain && tag.is_some())
+}
+
+/// A primitive aggregate: sums of events passing `filter`, grouped by `group_by` and, with
+/// `grain_secs`, by `floor(unix_seconds / grain) * grain` in UTC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregateRequest {
+    /// Which events (the range is already clipped to what this source should cover).
+    pub filter: Filter,
+    /// Group by these dimensions, in order.
+    pub group_by: Vec<Dimension>,
+    /// Time grain in seconds (a multiple of 3600 for rollups; 900 or more for raw).
+    pub grain_secs: Option<i64>,
+    /// Raw events or rollups.
+    pub source: Source,
+}
+
+/// One group of an aggregate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregateRow {
+    /// Dimension values in `group_by` order.
+    pub group: Vec<Option<String>>,
+    /// Grain start, when a grain was asked for.
+    pub grain_start: Option<DateTime<Utc>>,
+    /// The sums.
+    pub totals: Totals,
+}
+
+/// One distinct value of a dimension within a group.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistinctRow {
+    /// Dimension values in `group_by` order.
+    pub group: Vec<Option<String>>,
+    /// Grain start, when a grain was asked for.
+    pub grain_start: Option<DateTime<Utc>>,
+    /// The value (events without the dimension are not counted).
+    pub value: String,
+}
+
+/// One latency sample within a group (raw events only).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencyRow {
+    /// Dimension values in `group_by` order.
+    pub group: Vec<Option<String>>,
+    /// Grain start, when a grain was asked for.
+    pub grain_start: Option<DateTime<Utc>>,
+    /// Latency in ms.
+    pub latency_ms: u64,
+}
+
+/// The position after an event in `(timestamp, id)` order, for keyset pagination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The last event's timestamp.
+    pub timestamp: DateTime<Utc>,
+    /// The last event's id.
+    pub id: EventId,
+}
+
+impl Cursor {
+    /// The cursor just after `e`.
+    pub fn after(e: &UsageEvent) -> Cursor {
+        Cursor { timestamp: e.timestamp, id: e.id.clone() }
+    }
+}
+
+/// How far a long operation has got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Rows processed so far.
+    pub done: u64,
+    /// Rows to process in all, when known.
+    pub total: Option<u64>,
+}
+
+/// A progress callback.
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// Cancels a long operation from another thread; the operation then rolls back.
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A fresh token.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the operation to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// True once cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Options of a long operation (rebuild, reprice, purge). Each runs as one transaction in
+/// batches of `batch_size` rows: progress is reported between batches, and a cancellation
+/// rolls everything back.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Rows per batch (default 10,000).
+    pub batch_size: Option<usize>,
+    /// Called after each batch.
+    pub progress: Option<ProgressFn>,
+    /// Checked between batches.
+    pub cancel: Option<CancelToken>,
+}
+
+impl fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("batch_size", &self.batch_size)
+            .field("progress", &self.progress.is_some())
+            .field("cancel", &self.cancel)
+            .finish()
+    }
+}
+
+impl RunOptions {
+    /// The batch size to use.
+    pub fn batch(&self) -> usize {
+        self.batch_size.unwrap_or(10_000).max(1)
+    }
+
+    /// Reports progress, if anyone listens.
+    pub fn report(&self, done: u64, total: Option<u64>) {
+        if let Some(p) = &self.progress {
+            p(Progress { done, total });
+        }
+    }
+
+    /// True when cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(CancelToken::is_cancelled)
+    }
+}
+
+/// What kind of maintenance run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    /// Rollups recomputed from raw events.
+    RebuildRollups,
+    /// Costs recomputed under another catalog.
+    Reprice,
+    /// Raw events deleted (rollups kept).
+    Purge,
+}
+
+impl RunKind {
+    /// The snake_case name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RunKind::RebuildRollups => "rebuild_rollups",
+            RunKind::Reprice => "reprice",
+            RunKind::Purge => "purge",
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Committed.
+    Succeeded,
+    /// Dry run: nothing written.
+    DryRun,
+    /// Cancelled: rolled back.
+    Cancelled,
+    /// Failed: rolled back.
+    Failed,
+}
+
+impl RunOutcome {
+    /// The snake_case name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::DryRun => "dry_run",
+            RunOutcome::Cancelled => "cancelled",
+            RunOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// The record each maintenance run leaves, for an admin view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Run id (increasing).
+    pub id: i64,
+    /// What ran.
+    pub kind: RunKind,
+    /// The range it covered (all time when absent).
+    pub range: Option<TimeRange>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// Rows read or changed.
+    pub rows: u64,
+    /// How it ended.
+    pub outcome: RunOutcome,
+    /// The error, when it failed.
+    pub error: Option<String>,
+    /// A short summary (e.g. the repricing difference).
+    pub detail: Option<String>,
+}
+
+/// What a reprice changed (or would change, in a dry run).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepriceReport {
+    /// Events examined.
+    pub examined: u64,
+    /// Events whose cost changed.
+    pub changed: u64,
+    /// Events newly priced (were unpriced).
+    pub newly_priced: u64,
+    /// Events that became unpriced (model gone from the catalog): left unchanged.
+    pub still_unpriced: u64,
+    /// Total cost before.
+    pub old_total: crate::money::Usd,
+    /// Total cost after.
+    pub new_total: crate::money::Usd,
+    /// True when nothing was written.
+    pub dry_run: bool,
+}
+
+/// The storage contract. All methods are safe to call from many tasks at once, and every
+/// write is atomic: it happens completely or not at all.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// `"sqlite"`, `"postgres"` or `"memory"`.
+    fn backend(&self) -> &'static str;
+
+    /// Inserts events and updates rollups in one transaction. Returns, per event, true when
+    /// inserted and false when an event with the same id already existed (nothing changed).
+    async fn insert(&self, events: &[UsageEvent]) -> Result<Vec<bool>>;
+
+    /// One event by id.
+    async fn get(&self, id: &EventId) -> Result<Option<UsageEvent>>;
+
+    /// Events passing `filter` in `(timestamp, id)` order, after `after`, at most `limit`.
+    async fn scan(&self, filter: &Filter, after: Option<&Cursor>, limit: usize) -> Result<Vec<UsageEvent>>;
+
+    /// Sums per group (see [`AggregateRequest`]).
+    async fn aggregate(&self, req: &AggregateRequest) -> Result<Vec<AggregateRow>>;
+
+    /// Distinct values of `dimension` per group.
+    async fn distinct(&self, req: &AggregateRequest, dimension: &Dimension) -> Result<Vec<DistinctRow>>;
+
+    /// Latencies per group, from raw events (`req.source` is always `Raw`).
+    async fn latencies(&self, req: &AggregateRequest) -> Result<Vec<LatencyRow>>;
+
+    /// Raw events before this instant were purged (rollups still cover them).
+    async fn purged_before(&self) -> Result<Option<DateTime<Utc>>>;
+
+    /// Recomputes rollups in `range` (whole hours; all time when absent) from raw events.
+    async fn rebuild_rollups(&self, range: Option<TimeRange>, opts: &RunOptions) -> Result<RunRecord>;
+
+    /// Recomputes costs of events in `range` under `catalog`; with `dry_run`, reports only.
+    async fn reprice(
+        &self,
+        range: Option<TimeRange>,
+        catalog: &PriceCatalog,
+        dry_run: bool,
+        opts: &RunOptions,
+    ) -> Result<(RepriceReport, RunRecord)>;
+
+    /// Deletes raw events before `before` (a whole UTC hour), keeping rollups.
+    async fn purge(&self, before: DateTime<Utc>, opts: &RunOptions) -> Result<RunRecord>;
+
+    /// The most recent maintenance runs, newest first.
+    async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>>;
+
+    /// Flushes and releases resources. Later calls fail.
+    async fn close(&self) -> Result<()>;
+}
