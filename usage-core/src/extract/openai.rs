@@ -163,7 +163,20 @@ fn inclusive(
             ),
         )
     })?;
-    usage.reasoning = reasoning.min(output);
+    // Reasoning is a subset of output; a payload saying otherwise contradicts itself.
+    if reasoning > output {
+        let (details, total) = if prompt_key == "input_tokens" {
+            ("output_tokens_details.reasoning_tokens", "output_tokens")
+        } else {
+            ("completion_tokens_details.reasoning_tokens", "completion_tokens")
+        };
+        return Err(Error::response(
+            u.provider(),
+            u.path_of(details),
+            format!("is {reasoning}, more than {} ({output}) which includes it", u.path_of(total)),
+        ));
+    }
+    usage.reasoning = reasoning;
     Ok(usage)
 }
 
