@@ -44,10 +44,12 @@ impl Usd {
 
     /// Rounds half-to-even to 1e-9 USD, the precision every stored figure has.
     pub fn round(self) -> Self {
+        if self.0.scale() <= USD_SCALE {
+            return self;
+        }
         Usd(self
             .0
-            .round_dp_with_strategy(USD_SCALE, RoundingStrategy::MidpointNearestEven)
-            .normalize())
+            .round_dp_with_strategy(USD_SCALE, RoundingStrategy::MidpointNearestEven))
     }
 
     /// The amount in whole nano-dollars (1e-9 USD), after [`Usd::round`]; how stores keep it.
@@ -151,7 +153,10 @@ impl<'de> Deserialize<'de> for DecimalText {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a decimal number or a decimal string")
             }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<DecimalText, E> {
+            fn visit_str<E: serde::de::Error>(
+                self,
+                v: &str,
+            ) -> std::result::Result<DecimalText, E> {
                 Ok(DecimalText(v.to_owned()))
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<DecimalText, E> {
@@ -173,12 +178,14 @@ impl<'de> Deserialize<'de> for DecimalText {
 /// Parses a decimal from a `serde_json::Value` (string or number), for the extractors.
 pub(crate) fn decimal_from_json(v: &serde_json::Value) -> Option<Decimal> {
     match v {
-        serde_json::Value::String(s) => {
-            Decimal::from_str_exact(s.trim()).or_else(|_| Decimal::from_scientific(s.trim())).ok()
-        }
+        serde_json::Value::String(s) => Decimal::from_str_exact(s.trim())
+            .or_else(|_| Decimal::from_scientific(s.trim()))
+            .ok(),
         serde_json::Value::Number(n) => {
             let t = n.to_string();
-            Decimal::from_str_exact(&t).or_else(|_| Decimal::from_scientific(&t)).ok()
+            Decimal::from_str_exact(&t)
+                .or_else(|_| Decimal::from_scientific(&t))
+                .ok()
         }
         _ => None,
     }

@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The largest count any one category of one request may have: a trillion.
+pub const MAX_TOKENS: u64 = 1_000_000_000_000;
+
 /// What one request used, in categories that never overlap.
 ///
 /// `output` includes reasoning; `reasoning` is an informational subset of `output` and is never
@@ -58,8 +61,27 @@ impl TokenUsage {
         self.prompt_tokens().saturating_add(self.output)
     }
 
-    /// Checks the invariants a caller-built value must hold: reasoning within output.
+    /// Checks the invariants a caller-built value must hold: reasoning within output, and no
+    /// count above [`MAX_TOKENS`] (which keeps exact decimal arithmetic far from overflow).
     pub fn validate(&self) -> Result<()> {
+        let fields = [
+            ("input", self.input),
+            ("cache_read", self.cache_read),
+            ("cache_write_5m", self.cache_write_5m),
+            ("cache_write_1h", self.cache_write_1h),
+            ("output", self.output),
+            ("reasoning", self.reasoning),
+            ("web_search_requests", self.web_search_requests),
+            ("web_fetch_requests", self.web_fetch_requests),
+        ];
+        for (name, v) in fields {
+            if v > MAX_TOKENS {
+                return Err(Error::usage(
+                    name,
+                    format!("is {v}; one request cannot use more than {MAX_TOKENS}"),
+                ));
+            }
+        }
         if self.reasoning > self.output {
             return Err(Error::usage(
                 "reasoning",
@@ -131,8 +153,12 @@ impl TokenUsage {
         self.cache_write_1h = self.cache_write_1h.saturating_add(other.cache_write_1h);
         self.output = self.output.saturating_add(other.output);
         self.reasoning = self.reasoning.saturating_add(other.reasoning);
-        self.web_search_requests = self.web_search_requests.saturating_add(other.web_search_requests);
-        self.web_fetch_requests = self.web_fetch_requests.saturating_add(other.web_fetch_requests);
+        self.web_search_requests = self
+            .web_search_requests
+            .saturating_add(other.web_search_requests);
+        self.web_fetch_requests = self
+            .web_fetch_requests
+            .saturating_add(other.web_fetch_requests);
     }
 }
 
@@ -158,8 +184,25 @@ mod tests {
     }
 
     #[test]
+    fn absurd_counts_are_rejected_not_overflowed() {
+        let u = TokenUsage {
+            output: u64::MAX,
+            ..Default::default()
+        };
+        assert!(
+            matches!(u.validate(), Err(Error::InvalidUsage { ref field, .. }) if field == "output")
+        );
+    }
+
+    #[test]
     fn reasoning_must_fit_in_output() {
-        let u = TokenUsage { output: 5, reasoning: 6, ..Default::default() };
-        assert!(matches!(u.validate(), Err(Error::InvalidUsage { ref field, .. }) if field == "reasoning"));
+        let u = TokenUsage {
+            output: 5,
+            reasoning: 6,
+            ..Default::default()
+        };
+        assert!(
+            matches!(u.validate(), Err(Error::InvalidUsage { ref field, .. }) if field == "reasoning")
+        );
     }
 }

@@ -237,6 +237,17 @@ impl<'a> Node<'a> {
 /// A JSON value as a token or request count: a non-negative integer within `u64`. Integral
 /// floats (`100.0`) are accepted while they are exact; fractions, negatives, strings are not.
 pub(crate) fn count(v: &Value) -> std::result::Result<u64, String> {
+    let n = raw_count(v)?;
+    if n > crate::tokens::MAX_TOKENS {
+        return Err(format!(
+            "is {n}: more than any one request can use ({})",
+            crate::tokens::MAX_TOKENS
+        ));
+    }
+    Ok(n)
+}
+
+fn raw_count(v: &Value) -> std::result::Result<u64, String> {
     match v {
         Value::Number(n) => {
             if let Some(u) = n.as_u64() {

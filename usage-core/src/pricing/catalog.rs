@@ -143,9 +143,24 @@ impl PriceCatalog {
             .ok_or_else(|| Error::catalog("<catalog>", "models", "must be an array"))?;
         let mut models = Vec::with_capacity(models_json.len());
         for (i, m) in models_json.iter().enumerate() {
-            let id = m.get("id").and_then(|v| v.as_str()).map(str::to_owned).unwrap_or(format!("models[{i}]"));
-            let file: ModelFile = serde_json::from_value(m.clone())
-                .map_err(|e| Error::catalog(&id, "<model>", e.to_string()))?;
+            let id = m
+                .get("id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .unwrap_or(format!("models[{i}]"));
+            let file: ModelFile = serde_json::from_value(m.clone()).map_err(|e| {
+                let msg = e.to_string();
+                // serde names the offending field inside its message; lift it into `field`.
+                let field = msg
+                    .split('`')
+                    .nth(1)
+                    .filter(|_| {
+                        msg.starts_with("unknown field") || msg.starts_with("missing field")
+                    })
+                    .unwrap_or("<model>")
+                    .to_owned();
+                Error::catalog(&id, field, msg)
+            })?;
             models.push(file);
         }
         let mut head = obj.clone();
@@ -193,7 +208,11 @@ impl PriceCatalog {
     }
 
     /// Provider-level defaults (modifiers, web search fee) by provider key.
-    pub fn set_provider_defaults(&mut self, provider: impl Into<String>, defaults: ProviderDefaults) -> Result<()> {
+    pub fn set_provider_defaults(
+        &mut self,
+        provider: impl Into<String>,
+        defaults: ProviderDefaults,
+    ) -> Result<()> {
         let provider = provider.into();
         self.providers.insert(provider.clone(), defaults);
         // Recompile that provider's models so they inherit the new defaults.
@@ -228,7 +247,9 @@ impl PriceCatalog {
 
     /// Removes a model by id; true when there was one.
     pub fn remove_model(&mut self, id: &str) -> bool {
-        let Some(&i) = self.index.get(&canonical(id)) else { return false };
+        let Some(&i) = self.index.get(&canonical(id)) else {
+            return false;
+        };
         self.models.remove(i);
         self.reindex();
         true
@@ -243,11 +264,21 @@ impl PriceCatalog {
         }
         let defaults = self.providers.get(&m.provider).cloned().unwrap_or_default();
         let inherited = m.modifiers.or(&defaults.modifiers);
-        let versions = compiled::history(&m.id, "prices", &m.prices, &inherited, defaults.web_search_per_1k)?;
+        let versions = compiled::history(
+            &m.id,
+            "prices",
+            &m.prices,
+            &inherited,
+            defaults.web_search_per_1k,
+        )?;
         let mut platforms = HashMap::new();
         for (name, hist) in &m.platforms {
             let platform: Platform = name.parse().map_err(|_| {
-                Error::catalog(&m.id, format!("platforms.{name}"), "is not one of bedrock, vertex")
+                Error::catalog(
+                    &m.id,
+                    format!("platforms.{name}"),
+                    "is not one of bedrock, vertex",
+                )
             })?;
             let at = format!("platforms.{name}");
             platforms.insert(
@@ -270,7 +301,11 @@ impl PriceCatalog {
         match self.models.iter().position(|e| canonical(&e.id) == key) {
             Some(i) if replace => self.models[i] = entry,
             Some(_) => {
-                return Err(Error::catalog(&*entry.id, "id", "appears twice in the catalog"));
+                return Err(Error::catalog(
+                    &*entry.id,
+                    "id",
+                    "appears twice in the catalog",
+                ));
             }
             None => {
                 if !replace {
@@ -289,14 +324,20 @@ impl PriceCatalog {
                 for a in &entry.file.aliases {
                     let k = canonical(a);
                     // An alias never takes over another model's own id.
-                    let owned_by_id = self.index.get(&k).is_some_and(|&j| canonical(&self.models[j].id) == k);
+                    let owned_by_id = self
+                        .index
+                        .get(&k)
+                        .is_some_and(|&j| canonical(&self.models[j].id) == k);
                     if !owned_by_id {
                         self.index.insert(k, i);
                     }
                 }
                 self.index.insert(key, i);
                 self.models.push(entry);
-                self.cache.write().unwrap_or_else(|p| p.into_inner()).clear();
+                self.cache
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
                 return Ok(());
             }
         }
@@ -317,7 +358,10 @@ impl PriceCatalog {
             index.insert(canonical(&m.id), i);
         }
         self.index = index;
-        self.cache.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     pub(crate) fn entry(&self, r: &ResolvedModel) -> &ModelEntry {
@@ -329,15 +373,24 @@ impl PriceCatalog {
     /// `[1m]` and `-fast`), then the longest catalog key that the id extends by a date,
     /// snapshot or version only. Results are cached.
     pub fn resolve(&self, model: &str) -> Result<ResolvedModel> {
-        if let Some(hit) = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(model) {
-            return hit.clone().ok_or_else(|| Error::UnknownModel { model: model.to_owned() });
+        if let Some(hit) = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(model)
+        {
+            return hit.clone().ok_or_else(|| Error::UnknownModel {
+                model: model.to_owned(),
+            });
         }
         let found = self.resolve_uncached(model);
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
         if cache.len() < RESOLVE_CACHE_CAP {
             cache.insert(Box::from(model), found.clone());
         }
-        found.ok_or_else(|| Error::UnknownModel { model: model.to_owned() })
+        found.ok_or_else(|| Error::UnknownModel {
+            model: model.to_owned(),
+        })
     }
 
     fn resolve_uncached(&self, model: &str) -> Option<ResolvedModel> {
@@ -350,7 +403,10 @@ impl PriceCatalog {
                 n.candidates.iter().rev().find_map(|c| {
                     c.match_indices('-').rev().find_map(|(i, _)| {
                         let (head, rest) = c.split_at(i);
-                        self.index.get(head).copied().filter(|_| is_suffix_only(rest))
+                        self.index
+                            .get(head)
+                            .copied()
+                            .filter(|_| is_suffix_only(rest))
                     })
                 })
             })?;
@@ -370,7 +426,12 @@ impl PriceCatalog {
     }
 
     /// The price version of `model` in force at `at` on `platform`.
-    pub fn price_at(&self, model: &str, at: DateTime<Utc>, platform: Option<Platform>) -> Result<&PriceVersion> {
+    pub fn price_at(
+        &self,
+        model: &str,
+        at: DateTime<Utc>,
+        platform: Option<Platform>,
+    ) -> Result<&PriceVersion> {
         let r = self.resolve(model)?;
         let p = platform.or(r.platform).unwrap_or_default();
         Ok(compiled::in_force(self.entry(&r).versions(p), at).0)

@@ -38,7 +38,12 @@ pub struct Schedule {
 impl Schedule {
     /// The prices for a request with `prompt_tokens`, and the threshold crossed if any.
     pub fn select(&self, prompt_tokens: u64) -> (&PriceSet, Option<u64>) {
-        match self.tiers.iter().rev().find(|(above, _)| prompt_tokens > *above) {
+        match self
+            .tiers
+            .iter()
+            .rev()
+            .find(|(above, _)| prompt_tokens > *above)
+        {
             Some((above, p)) => (p, Some(*above)),
             None => (&self.base, None),
         }
@@ -104,9 +109,11 @@ pub struct PriceVersion {
 
 fn price(model: &str, field: &str, d: Option<Dec>) -> Result<Option<Decimal>> {
     match d {
-        Some(Dec(v)) if v.is_sign_negative() && !v.is_zero() => {
-            Err(Error::catalog(model, field, format!("is {v}; a price cannot be negative")))
-        }
+        Some(Dec(v)) if v.is_sign_negative() && !v.is_zero() => Err(Error::catalog(
+            model,
+            field,
+            format!("is {v}; a price cannot be negative"),
+        )),
         other => Ok(other.map(|d| d.0)),
     }
 }
@@ -139,7 +146,11 @@ pub(crate) fn schedule(
     for (i, t) in tiers.iter().enumerate() {
         let here = format!("{at}.tiers[{i}]");
         if out.iter().any(|(a, _)| *a == t.above) {
-            return Err(Error::catalog(model, here, format!("repeats the threshold {}", t.above)));
+            return Err(Error::catalog(
+                model,
+                here,
+                format!("repeats the threshold {}", t.above),
+            ));
         }
         out.push((t.above, price_set(model, &here, &t.price_set())?));
     }
@@ -151,7 +162,11 @@ fn adjustment(model: &str, at: &str, a: &AdjustmentFile) -> Result<Adjustment> {
     Ok(match a {
         AdjustmentFile::Multiplier(Dec(m)) => {
             if m.is_sign_negative() || m.is_zero() {
-                return Err(Error::catalog(model, at, format!("multiplier is {m}; it must be positive")));
+                return Err(Error::catalog(
+                    model,
+                    at,
+                    format!("multiplier is {m}; it must be positive"),
+                ));
             }
             Adjustment::Multiplier(*m)
         }
@@ -163,7 +178,9 @@ fn adjustment(model: &str, at: &str, a: &AdjustmentFile) -> Result<Adjustment> {
 
 pub(crate) fn modifiers(model: &str, at: &str, m: &Modifiers) -> Result<CompiledModifiers> {
     let one = |name: &str, a: &Option<AdjustmentFile>| -> Result<Option<Adjustment>> {
-        a.as_ref().map(|a| adjustment(model, &format!("{at}.modifiers.{name}"), a)).transpose()
+        a.as_ref()
+            .map(|a| adjustment(model, &format!("{at}.modifiers.{name}"), a))
+            .transpose()
     };
     Ok(CompiledModifiers {
         batch: one("batch", &m.batch)?,
@@ -196,7 +213,11 @@ pub(crate) fn version(
         let here = format!("{at}.time_of_day[{i}]");
         let tz_name = w.tz.as_deref().unwrap_or("UTC");
         let tz: Tz = tz_name.parse().map_err(|_| {
-            Error::catalog(model, format!("{here}.tz"), format!("`{tz_name}` is not an IANA time zone"))
+            Error::catalog(
+                model,
+                format!("{here}.tz"),
+                format!("`{tz_name}` is not an IANA time zone"),
+            )
         })?;
         let start = hhmm(model, &format!("{here}.start"), &w.start)?;
         let end = hhmm(model, &format!("{here}.end"), &w.end)?;
@@ -210,7 +231,11 @@ pub(crate) fn version(
             adjust: adjustment(model, &format!("{here}.adjust"), &w.adjust)?,
         });
     }
-    let web = price(model, &format!("{at}.web_search_per_1k"), v.web_search_per_1k.or(inherited_web_search))?;
+    let web = price(
+        model,
+        &format!("{at}.web_search_per_1k"),
+        v.web_search_per_1k.or(inherited_web_search),
+    )?;
     Ok(PriceVersion {
         from: v.from.map(|i| i.0),
         schedule,
@@ -238,10 +263,18 @@ pub(crate) fn history(
         if let Some(prev) = out.last() {
             match (prev.from, c.from) {
                 (_, None) => {
-                    return Err(Error::catalog(model, format!("{here}.from"), "is missing: only the first version may omit it"));
+                    return Err(Error::catalog(
+                        model,
+                        format!("{here}.from"),
+                        "is missing: only the first version may omit it",
+                    ));
                 }
                 (Some(a), Some(b)) if b <= a => {
-                    return Err(Error::catalog(model, format!("{here}.from"), format!("{b} is not after the previous version's {a}")));
+                    return Err(Error::catalog(
+                        model,
+                        format!("{here}.from"),
+                        format!("{b} is not after the previous version's {a}"),
+                    ));
                 }
                 _ => {}
             }
@@ -254,7 +287,9 @@ pub(crate) fn history(
 /// The version in force at `at`: the last one starting at or before it. Before the first
 /// version's start, the first version (and the caller notes it).
 pub(crate) fn in_force(versions: &[PriceVersion], at: DateTime<Utc>) -> (&PriceVersion, bool) {
-    let idx = versions.iter().rposition(|v| v.from.is_none_or(|f| f <= at));
+    let idx = versions
+        .iter()
+        .rposition(|v| v.from.is_none_or(|f| f <= at));
     match idx {
         Some(i) => (&versions[i], true),
         None => (&versions[0], false),

@@ -160,7 +160,11 @@ pub(crate) fn normalize(raw: &str) -> Normalized {
             && BEDROCK_VENDORS.iter().any(|v| rest.starts_with(v))
         {
             n.platform = Some(Platform::Bedrock);
-            n.deployment.get_or_insert(*dep);
+            // The profile decides the price, whatever region the call went through; only a
+            // GovCloud region (its own partition) outranks it.
+            if n.deployment != Some(Deployment::GovCloud) {
+                n.deployment = Some(*dep);
+            }
             s = rest.to_owned();
             push(&mut n, &s);
             break;
@@ -258,6 +262,12 @@ mod tests {
         assert_eq!(n.candidates.last().unwrap(), "claude-opus-4-6");
         let n = normalize("bedrock/us-gov-west-1/anthropic.claude-sonnet-4-5-20250929-v1:0");
         assert_eq!(n.deployment, Some(Deployment::GovCloud));
+        let n = normalize("bedrock/us-east-1/global.anthropic.claude-sonnet-4-5-20250929-v1:0");
+        assert_eq!(
+            n.deployment,
+            Some(Deployment::Global),
+            "a global profile is list price"
+        );
         let n = normalize("arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-opus-4-7");
         assert_eq!(n.candidates.last().unwrap(), "claude-opus-4-7");
         assert_eq!(n.deployment, Some(Deployment::Regional));

@@ -63,7 +63,9 @@ pub fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Some(d.and_time(NaiveTime::MIN).and_utc());
     }
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// The whole catalog file.
@@ -281,7 +283,10 @@ impl Modifiers {
                 .bedrock_gov_cloud
                 .clone()
                 .or_else(|| fallback.bedrock_gov_cloud.clone()),
-            vertex_regional: self.vertex_regional.clone().or_else(|| fallback.vertex_regional.clone()),
+            vertex_regional: self
+                .vertex_regional
+                .clone()
+                .or_else(|| fallback.vertex_regional.clone()),
         }
     }
 }
