@@ -98,7 +98,10 @@ impl FromStr for Speed {
         match s.trim().to_ascii_lowercase().as_str() {
             "" | "standard" => Ok(Speed::Standard),
             "fast" => Ok(Speed::Fast),
-            _ => Err(Error::argument("speed", format!("`{s}` is not one of standard, fast"))),
+            _ => Err(Error::argument(
+                "speed",
+                format!("`{s}` is not one of standard, fast"),
+            )),
         }
     }
 }
@@ -208,6 +211,8 @@ impl PricingContext {
 
     /// True when `inference_geo` asks for US-only inference.
     pub fn is_us_only(&self) -> bool {
-        self.inference_geo.as_deref().is_some_and(|g| g.eq_ignore_ascii_case("us"))
+        self.inference_geo
+            .as_deref()
+            .is_some_and(|g| g.eq_ignore_ascii_case("us"))
     }
 }

@@ -8,7 +8,9 @@ use rust_decimal::Decimal;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The model is not in the pricing catalog, under any alias or normalised form.
-    #[error("unknown model `{model}`: it is not in the pricing catalog (add it with PriceCatalog::add_model)")]
+    #[error(
+        "unknown model `{model}`: it is not in the pricing catalog (add it with PriceCatalog::add_model)"
+    )]
     UnknownModel {
         /// The model id as given.
         model: String,
@@ -55,9 +57,7 @@ pub enum Error {
     },
 
     /// A hard quota would be exceeded by the request.
-    #[error(
-        "quota `{quota}` exceeded: limit {limit}, used {used}, requested {requested}"
-    )]
+    #[error("quota `{quota}` exceeded: limit {limit}, used {used}, requested {requested}")]
     QuotaExceeded {
         /// The quota's id.
         quota: String,
@@ -117,12 +117,18 @@ impl Error {
 
     /// Shorthand for [`Error::InvalidUsage`].
     pub fn usage(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidUsage { field: field.into(), reason: reason.into() }
+        Error::InvalidUsage {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// Shorthand for [`Error::InvalidArgument`].
     pub fn argument(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidArgument { field: field.into(), reason: reason.into() }
+        Error::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// Shorthand for [`Error::InvalidCatalog`].
@@ -131,7 +137,11 @@ impl Error {
         field: impl Into<String>,
         reason: impl Into<String>,
     ) -> Self {
-        Error::InvalidCatalog { model: model.into(), field: field.into(), reason: reason.into() }
+        Error::InvalidCatalog {
+            model: model.into(),
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// Shorthand for [`Error::InvalidResponse`].
@@ -153,7 +163,11 @@ impl Error {
         operation: impl Into<String>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     ) -> Self {
-        Error::Store { backend, operation: operation.into(), source: source.into() }
+        Error::Store {
+            backend,
+            operation: operation.into(),
+            source: source.into(),
+        }
     }
 }
 

@@ -29,7 +29,9 @@ pub enum Source {
 /// True when the hourly rollups can answer a request that filters, groups or counts distinct
 /// over `dims`. Backends keep two rollups: events by (hour, user, provider, model, status), and
 /// tags by (hour, tag key, tag value, user). So `dims` must be within {user, provider, model,
-/// status}, or within {user, one tag key}.
+/// status}, or within {user, one tag key}. A rollup request grouped by a tag returns only the
+/// rows of events that carry the tag; the engine derives the untagged (`None`) group itself
+/// from the events rollup, so backends must not add it.
 pub fn rollup_can_serve(dims: &[Dimension]) -> bool {
     let mut tag: Option<&str> = None;
     let mut plain = false;
@@ -105,7 +107,10 @@ pub struct Cursor {
 impl Cursor {
     /// The cursor just after `e`.
     pub fn after(e: &UsageEvent) -> Cursor {
-        Cursor { timestamp: e.timestamp, id: e.id.clone() }
+        Cursor {
+            timestamp: e.timestamp,
+            id: e.id.clone(),
+        }
     }
 }
 
@@ -290,13 +295,22 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn get(&self, id: &EventId) -> Result<Option<UsageEvent>>;
 
     /// Events passing `filter` in `(timestamp, id)` order, after `after`, at most `limit`.
-    async fn scan(&self, filter: &Filter, after: Option<&Cursor>, limit: usize) -> Result<Vec<UsageEvent>>;
+    async fn scan(
+        &self,
+        filter: &Filter,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<UsageEvent>>;
 
     /// Sums per group (see [`AggregateRequest`]).
     async fn aggregate(&self, req: &AggregateRequest) -> Result<Vec<AggregateRow>>;
 
     /// Distinct values of `dimension` per group.
-    async fn distinct(&self, req: &AggregateRequest, dimension: &Dimension) -> Result<Vec<DistinctRow>>;
+    async fn distinct(
+        &self,
+        req: &AggregateRequest,
+        dimension: &Dimension,
+    ) -> Result<Vec<DistinctRow>>;
 
     /// Latencies per group, from raw events (`req.source` is always `Raw`).
     async fn latencies(&self, req: &AggregateRequest) -> Result<Vec<LatencyRow>>;
@@ -305,7 +319,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn purged_before(&self) -> Result<Option<DateTime<Utc>>>;
 
     /// Recomputes rollups in `range` (whole hours; all time when absent) from raw events.
-    async fn rebuild_rollups(&self, range: Option<TimeRange>, opts: &RunOptions) -> Result<RunRecord>;
+    async fn rebuild_rollups(
+        &self,
+        range: Option<TimeRange>,
+        opts: &RunOptions,
+    ) -> Result<RunRecord>;
 
     /// Recomputes costs of events in `range` under `catalog`; with `dry_run`, reports only.
     async fn reprice(

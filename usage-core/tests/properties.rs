@@ -8,25 +8,36 @@ use usage_core::pricing::schema::{Dec, ModelFile, PriceVersionFile};
 use usage_core::{PriceCatalog, PricingContext, ServiceTier, Speed, TokenUsage, Usd};
 
 fn models() -> Vec<String> {
-    PriceCatalog::builtin().models().map(|m| m.id().to_owned()).collect()
+    PriceCatalog::builtin()
+        .models()
+        .map(|m| m.id().to_owned())
+        .collect()
 }
 
 fn usage_strategy(max: u64) -> impl Strategy<Value = TokenUsage> {
-    (0..max, 0..max, 0..max, 0..max, 0..max, 0..10u64).prop_map(|(i, r, w5, w1, o, ws)| TokenUsage {
-        input: i,
-        cache_read: r,
-        cache_write_5m: w5,
-        cache_write_1h: w1,
-        output: o,
-        reasoning: o / 2,
-        web_search_requests: ws,
-        web_fetch_requests: 0,
+    (0..max, 0..max, 0..max, 0..max, 0..max, 0..10u64).prop_map(|(i, r, w5, w1, o, ws)| {
+        TokenUsage {
+            input: i,
+            cache_read: r,
+            cache_write_5m: w5,
+            cache_write_1h: w1,
+            output: o,
+            reasoning: o / 2,
+            web_search_requests: ws,
+            web_fetch_requests: 0,
+        }
     })
 }
 
 fn context_strategy() -> impl Strategy<Value = PricingContext> {
     (0..5usize, any::<bool>(), any::<bool>()).prop_map(|(tier, fast, us)| PricingContext {
-        service_tier: [ServiceTier::Standard, ServiceTier::Batch, ServiceTier::Flex, ServiceTier::Priority, ServiceTier::Provisioned][tier],
+        service_tier: [
+            ServiceTier::Standard,
+            ServiceTier::Batch,
+            ServiceTier::Flex,
+            ServiceTier::Priority,
+            ServiceTier::Provisioned,
+        ][tier],
         speed: if fast { Speed::Fast } else { Speed::Standard },
         inference_geo: us.then(|| "us".to_owned()),
         ..Default::default()

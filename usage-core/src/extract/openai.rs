@@ -168,12 +168,18 @@ fn inclusive(
         let (details, total) = if prompt_key == "input_tokens" {
             ("output_tokens_details.reasoning_tokens", "output_tokens")
         } else {
-            ("completion_tokens_details.reasoning_tokens", "completion_tokens")
+            (
+                "completion_tokens_details.reasoning_tokens",
+                "completion_tokens",
+            )
         };
         return Err(Error::response(
             u.provider(),
             u.path_of(details),
-            format!("is {reasoning}, more than {} ({output}) which includes it", u.path_of(total)),
+            format!(
+                "is {reasoning}, more than {} ({output}) which includes it",
+                u.path_of(total)
+            ),
         ));
     }
     usage.reasoning = reasoning;

@@ -100,6 +100,73 @@ fn split(
     out
 }
 
+/// The position of a group-by tag that the filter does not pin to a value, if any.
+fn untagged_group(filter: &Filter, group_by: &[Dimension]) -> Option<usize> {
+    group_by
+        .iter()
+        .position(|d| matches!(d, Dimension::Tag(k) if !filter.tags.contains_key(k)))
+}
+
+/// One primitive aggregate. The tag rollup only has rows for events that carry the tag, so when
+/// it serves a group-by on a tag the filter leaves open, the events without the tag (the `None`
+/// group) are the events rollup's totals minus the tag rows, per remaining group and grain.
+/// Doing it here keeps every backend's rollup contract the same and simple.
+async fn aggregate(
+    store: &dyn Store,
+    req: &AggregateRequest,
+) -> Result<Vec<crate::store::AggregateRow>> {
+    let mut rows = store.aggregate(req).await?;
+    let Some(pos) =
+        untagged_group(&req.filter, &req.group_by).filter(|_| req.source == Source::Rollup)
+    else {
+        return Ok(rows);
+    };
+    // By `rollup_can_serve`, the only other dimension can be the user.
+    let rest: Vec<Dimension> = req
+        .group_by
+        .iter()
+        .filter(|d| !matches!(d, Dimension::Tag(_)))
+        .cloned()
+        .collect();
+    let all = store
+        .aggregate(&AggregateRequest {
+            group_by: rest,
+            ..req.clone()
+        })
+        .await?;
+    let strip = |g: &[Option<String>]| -> Vec<Option<String>> {
+        g.iter()
+            .enumerate()
+            .filter(|(i, _)| *i != pos)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let mut tagged: HashMap<Key, Totals> = HashMap::new();
+    for r in &rows {
+        tagged
+            .entry((strip(&r.group), r.grain_start))
+            .or_default()
+            .merge(&r.totals);
+    }
+    for a in all {
+        let seen = tagged
+            .get(&(a.group.clone(), a.grain_start))
+            .copied()
+            .unwrap_or_default();
+        let untagged = a.totals.minus(&seen);
+        if untagged.requests > 0 {
+            let mut group = a.group;
+            group.insert(pos, None);
+            rows.push(crate::store::AggregateRow {
+                group,
+                grain_start: a.grain_start,
+                totals: untagged,
+            });
+        }
+    }
+    Ok(rows)
+}
+
 fn percentile_95(mut v: Vec<u64>) -> Option<u64> {
     if v.is_empty() {
         return None;
@@ -152,7 +219,7 @@ pub async fn run(store: &dyn Store, q: &Query) -> Result<QueryResult> {
 
     let mut rows: BTreeMap<Key, QueryRow> = BTreeMap::new();
     for req in split(&q.filter, &dims, plan.grain_secs, &q.group_by) {
-        for r in store.aggregate(&req).await? {
+        for r in aggregate(store, &req).await? {
             let key = (r.group.clone(), plan.bucket_of(r.grain_start));
             let row = rows.entry(key.clone()).or_insert_with(|| QueryRow {
                 group: key.0,
@@ -167,7 +234,19 @@ pub async fn run(store: &dyn Store, q: &Query) -> Result<QueryResult> {
         let mut ddims = dims.clone();
         ddims.push(d.clone());
         let mut sets: HashMap<Key, BTreeSet<String>> = HashMap::new();
-        for req in split(&q.filter, &ddims, plan.grain_secs, &q.group_by) {
+        // The tag rollup has no row for events without the tag, so a distinct count grouped by
+        // a tag the filter leaves open is read from raw events.
+        let reqs = if untagged_group(&q.filter, &q.group_by).is_some() {
+            vec![AggregateRequest {
+                filter: q.filter.clone(),
+                group_by: q.group_by.clone(),
+                grain_secs: plan.grain_secs,
+                source: Source::Raw,
+            }]
+        } else {
+            split(&q.filter, &ddims, plan.grain_secs, &q.group_by)
+        };
+        for req in reqs {
             for r in store.distinct(&req, d).await? {
                 sets.entry((r.group, plan.bucket_of(r.grain_start)))
                     .or_default()
@@ -355,8 +434,8 @@ async fn compare(
             .map(|r| ((r.group, r.grain_start), r.totals))
             .collect::<BTreeMap<_, _>>()
     };
-    let raw = index(store.aggregate(&req(Source::Raw)).await?);
-    let rolled = index(store.aggregate(&req(Source::Rollup)).await?);
+    let raw = index(aggregate(store, &req(Source::Raw)).await?);
+    let rolled = index(aggregate(store, &req(Source::Rollup)).await?);
     let keys: BTreeSet<_> = raw.keys().chain(rolled.keys()).cloned().collect();
     let mut out = Vec::new();
     for k in keys {

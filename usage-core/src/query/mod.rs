@@ -103,7 +103,10 @@ impl Filter {
     /// True when the event passes every condition.
     pub fn matches(&self, e: &UsageEvent) -> bool {
         self.range.is_none_or(|r| r.contains(e.timestamp))
-            && self.user_id.as_deref().is_none_or(|u| e.user_id.as_deref() == Some(u))
+            && self
+                .user_id
+                .as_deref()
+                .is_none_or(|u| e.user_id.as_deref() == Some(u))
             && self.model.as_deref().is_none_or(|m| e.model_key() == m)
             && self.provider.as_deref().is_none_or(|p| e.provider == p)
             && self.status.is_none_or(|s| e.status == s)
@@ -136,7 +139,10 @@ impl Filter {
         if let Some(u) = &scope.user_id {
             match &f.user_id {
                 Some(x) if x != u => {
-                    return Err(Error::argument("user_id", format!("`{x}` is outside this handle's scope")));
+                    return Err(Error::argument(
+                        "user_id",
+                        format!("`{x}` is outside this handle's scope"),
+                    ));
                 }
                 _ => f.user_id = Some(u.clone()),
             }
@@ -144,7 +150,10 @@ impl Filter {
         for (k, v) in &scope.tags {
             match f.tags.get(k) {
                 Some(x) if x != v => {
-                    return Err(Error::argument(format!("tags.{k}"), format!("`{x}` is outside this handle's scope")));
+                    return Err(Error::argument(
+                        format!("tags.{k}"),
+                        format!("`{x}` is outside this handle's scope"),
+                    ));
                 }
                 _ => {
                     f.tags.insert(k.clone(), v.clone());
@@ -255,6 +264,36 @@ impl Totals {
         self.latency_sum_ms += o.latency_sum_ms;
         self.latency_count += o.latency_count;
         self.duration_sum_ms += o.duration_sum_ms;
+    }
+
+    /// `self − o`, field by field (counts saturate at zero): the events in `self` that are not
+    /// in `o`, when `o` is a subset of `self`.
+    pub fn minus(&self, o: &Totals) -> Totals {
+        Totals {
+            requests: self.requests.saturating_sub(o.requests),
+            errors: self.errors.saturating_sub(o.errors),
+            unpriced: self.unpriced.saturating_sub(o.unpriced),
+            input: self.input.saturating_sub(o.input),
+            cache_read: self.cache_read.saturating_sub(o.cache_read),
+            cache_write_5m: self.cache_write_5m.saturating_sub(o.cache_write_5m),
+            cache_write_1h: self.cache_write_1h.saturating_sub(o.cache_write_1h),
+            output: self.output.saturating_sub(o.output),
+            reasoning: self.reasoning.saturating_sub(o.reasoning),
+            web_search_requests: self
+                .web_search_requests
+                .saturating_sub(o.web_search_requests),
+            web_fetch_requests: self.web_fetch_requests.saturating_sub(o.web_fetch_requests),
+            cost_input: self.cost_input - o.cost_input,
+            cost_cache_read: self.cost_cache_read - o.cost_cache_read,
+            cost_cache_write_5m: self.cost_cache_write_5m - o.cost_cache_write_5m,
+            cost_cache_write_1h: self.cost_cache_write_1h - o.cost_cache_write_1h,
+            cost_output: self.cost_output - o.cost_output,
+            cost_web_search: self.cost_web_search - o.cost_web_search,
+            cost_total: self.cost_total - o.cost_total,
+            latency_sum_ms: self.latency_sum_ms.saturating_sub(o.latency_sum_ms),
+            latency_count: self.latency_count.saturating_sub(o.latency_count),
+            duration_sum_ms: self.duration_sum_ms.saturating_sub(o.duration_sum_ms),
+        }
     }
 
     /// Prompt tokens: input + cache reads + cache writes.

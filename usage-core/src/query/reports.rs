@@ -16,7 +16,11 @@ use crate::money::{USD_SCALE, Usd};
 use crate::store::Store;
 
 fn ratio(part: u64, whole: u64) -> f64 {
-    if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
 }
 
 fn money_ratio(part: Usd, whole: Usd) -> f64 {
@@ -89,15 +93,25 @@ pub struct Summary {
 }
 
 /// Totals for `filter`, with distinct counts of `distinct` (e.g. `workflow`, `instance`).
-pub async fn summary(store: &dyn Store, filter: &Filter, distinct: &[Dimension]) -> Result<Summary> {
-    let q = Query { filter: filter.clone(), distinct: distinct.to_vec(), latency_p95: true, ..Default::default() };
+pub async fn summary(
+    store: &dyn Store,
+    filter: &Filter,
+    distinct: &[Dimension],
+) -> Result<Summary> {
+    let q = Query {
+        filter: filter.clone(),
+        distinct: distinct.to_vec(),
+        latency_p95: true,
+        ..Default::default()
+    };
     let res = run(store, &q).await?;
     let row = res.rows.into_iter().next().unwrap_or_default();
     let t = row.totals;
     Ok(Summary {
         range: filter.range,
         avg_cost_per_request: per(t.cost_total, t.requests),
-        avg_tokens_per_request: (t.requests > 0).then(|| t.total_tokens() as f64 / t.requests as f64),
+        avg_tokens_per_request: (t.requests > 0)
+            .then(|| t.total_tokens() as f64 / t.requests as f64),
         avg_cost_per_distinct: row
             .distinct
             .iter()
@@ -130,10 +144,18 @@ pub struct Point {
 }
 
 /// Per-bucket sums over `filter.range` (required), every bucket present, empty ones zero.
-pub async fn timeseries(store: &dyn Store, filter: &Filter, bucket: Bucket, tz: &str) -> Result<Vec<Point>> {
+pub async fn timeseries(
+    store: &dyn Store,
+    filter: &Filter,
+    bucket: Bucket,
+    tz: &str,
+) -> Result<Vec<Point>> {
     let q = Query {
         filter: filter.clone(),
-        bucket: Some(Bucketing { bucket, tz: tz.to_owned() }),
+        bucket: Some(Bucketing {
+            bucket,
+            tz: tz.to_owned(),
+        }),
         fill_empty: true,
         ..Default::default()
     };
@@ -144,7 +166,11 @@ pub async fn timeseries(store: &dyn Store, filter: &Filter, bucket: Bucket, tz: 
         .into_iter()
         .filter_map(|r| {
             let start = r.bucket?;
-            Some(Point { start, end: bucket.next(&zone, start), totals: r.totals })
+            Some(Point {
+                start,
+                end: bucket.next(&zone, start),
+                totals: r.totals,
+            })
         })
         .collect())
 }
@@ -177,7 +203,14 @@ pub struct SharePage {
     pub totals: Totals,
 }
 
-async fn shares(store: &dyn Store, filter: &Filter, by: &Dimension, metric: Metric, limit: Option<usize>, offset: usize) -> Result<SharePage> {
+async fn shares(
+    store: &dyn Store,
+    filter: &Filter,
+    by: &Dimension,
+    metric: Metric,
+    limit: Option<usize>,
+    offset: usize,
+) -> Result<SharePage> {
     let q = Query {
         filter: filter.clone(),
         group_by: vec![by.clone()],
@@ -202,7 +235,12 @@ async fn shares(store: &dyn Store, filter: &Filter, by: &Dimension, metric: Metr
             totals: r.totals,
         })
         .collect();
-    Ok(SharePage { by: by.name().to_owned(), rows, total_rows: res.total_rows, totals: all })
+    Ok(SharePage {
+        by: by.name().to_owned(),
+        rows,
+        total_rows: res.total_rows,
+        totals: all,
+    })
 }
 
 /// Sums by `by` (model, user, any tag) with shares of the total, largest cost first.
@@ -211,7 +249,14 @@ pub async fn breakdown(store: &dyn Store, filter: &Filter, by: &Dimension) -> Re
 }
 
 /// The heaviest values of `by` by `metric`, paginated.
-pub async fn top(store: &dyn Store, filter: &Filter, by: &Dimension, metric: Metric, limit: usize, offset: usize) -> Result<SharePage> {
+pub async fn top(
+    store: &dyn Store,
+    filter: &Filter,
+    by: &Dimension,
+    metric: Metric,
+    limit: usize,
+    offset: usize,
+) -> Result<SharePage> {
     shares(store, filter, by, metric, Some(limit), offset).await
 }
 
@@ -245,9 +290,32 @@ fn change(now: f64, before: f64) -> Option<f64> {
 }
 
 /// Sums over `current` and `previous` (both applied to `filter`) and their differences.
-pub async fn compare(store: &dyn Store, filter: &Filter, current: TimeRange, previous: TimeRange) -> Result<Comparison> {
-    let now = summary(store, &Filter { range: Some(current), ..filter.clone() }, &[]).await?.totals;
-    let before = summary(store, &Filter { range: Some(previous), ..filter.clone() }, &[]).await?.totals;
+pub async fn compare(
+    store: &dyn Store,
+    filter: &Filter,
+    current: TimeRange,
+    previous: TimeRange,
+) -> Result<Comparison> {
+    let now = summary(
+        store,
+        &Filter {
+            range: Some(current),
+            ..filter.clone()
+        },
+        &[],
+    )
+    .await?
+    .totals;
+    let before = summary(
+        store,
+        &Filter {
+            range: Some(previous),
+            ..filter.clone()
+        },
+        &[],
+    )
+    .await?
+    .totals;
     let f = |u: Usd| u.as_decimal().to_string().parse::<f64>().unwrap_or(0.0);
     Ok(Comparison {
         current_range: Some(current),

@@ -2,7 +2,8 @@
 //! time and converted back to UTC instants, so DST days are 23 or 25 hours long, not 24.
 
 use chrono::{
-    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc, Weekday,
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
+    Weekday,
 };
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -22,7 +23,10 @@ impl TimeRange {
     /// A range; `start` must be before `end`.
     pub fn new(start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Self> {
         if start >= end {
-            return Err(Error::argument("range", format!("start {start} is not before end {end}")));
+            return Err(Error::argument(
+                "range",
+                format!("start {start} is not before end {end}"),
+            ));
         }
         Ok(TimeRange { start, end })
     }
@@ -56,7 +60,9 @@ pub fn local_to_utc(tz: &Tz, local: NaiveDateTime) -> DateTime<Utc> {
             let mut probe = local;
             for _ in 0..(24 * 60) {
                 probe += Duration::minutes(1);
-                if let LocalResult::Single(t) | LocalResult::Ambiguous(t, _) = tz.from_local_datetime(&probe) {
+                if let LocalResult::Single(t) | LocalResult::Ambiguous(t, _) =
+                    tz.from_local_datetime(&probe)
+                {
                     return t.with_timezone(&Utc);
                 }
             }
@@ -108,12 +114,18 @@ impl Bucket {
     /// Parses `hour`, `day`, `week` (Monday start), `week:sunday`, `month`.
     pub fn parse(s: &str) -> Result<Bucket> {
         let s = s.trim().to_ascii_lowercase();
-        let (unit, arg) = s.split_once(':').map_or((s.as_str(), None), |(a, b)| (a, Some(b)));
+        let (unit, arg) = s
+            .split_once(':')
+            .map_or((s.as_str(), None), |(a, b)| (a, Some(b)));
         Ok(match (unit, arg) {
             ("hour", None) => Bucket::Hour,
             ("day", None) => Bucket::Day,
-            ("week", None) => Bucket::Week { start: Weekday::Mon },
-            ("week", Some(d)) => Bucket::Week { start: parse_weekday(d)? },
+            ("week", None) => Bucket::Week {
+                start: Weekday::Mon,
+            },
+            ("week", Some(d)) => Bucket::Week {
+                start: parse_weekday(d)?,
+            },
             ("month", None) => Bucket::Month,
             _ => {
                 return Err(Error::argument(
@@ -131,7 +143,8 @@ impl Bucket {
             Bucket::Hour => date.and_hms_opt(t.hour(), 0, 0).unwrap_or(t),
             Bucket::Day => midnight(date),
             Bucket::Week { start } => {
-                let back = (7 + date.weekday().num_days_from_monday() - start.num_days_from_monday()) % 7;
+                let back =
+                    (7 + date.weekday().num_days_from_monday() - start.num_days_from_monday()) % 7;
                 midnight(date - Duration::days(i64::from(back)))
             }
             Bucket::Month => midnight(date.with_day(1).unwrap_or(date)),
@@ -145,8 +158,15 @@ impl Bucket {
             Bucket::Week { .. } => t + Duration::days(7),
             Bucket::Month => {
                 let d = t.date();
-                let (y, m) = if d.month() == 12 { (d.year() + 1, 1) } else { (d.year(), d.month() + 1) };
-                NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(d).and_hms_opt(0, 0, 0).unwrap_or(t)
+                let (y, m) = if d.month() == 12 {
+                    (d.year() + 1, 1)
+                } else {
+                    (d.year(), d.month() + 1)
+                };
+                NaiveDate::from_ymd_opt(y, m, 1)
+                    .unwrap_or(d)
+                    .and_hms_opt(0, 0, 0)
+                    .unwrap_or(t)
             }
         }
     }
@@ -172,7 +192,11 @@ impl Bucket {
         }
         let local = start.with_timezone(tz).naive_local();
         let next = local_to_utc(tz, self.local_next(self.local_floor(local)));
-        if next <= start { start + Duration::hours(1) } else { next }
+        if next <= start {
+            start + Duration::hours(1)
+        } else {
+            next
+        }
     }
 
     /// Every bucket start overlapping `range`, in order.
@@ -249,14 +273,17 @@ impl Period {
     pub fn previous(&self, tz: &Tz, now: DateTime<Utc>) -> Result<TimeRange> {
         let r = self.range(tz, now)?;
         match self {
-            Period::Today => TimeRange::new(Bucket::Day.floor(tz, r.start - Duration::hours(1)), r.start),
+            Period::Today => {
+                TimeRange::new(Bucket::Day.floor(tz, r.start - Duration::hours(1)), r.start)
+            }
             Period::ThisWeek { start } => {
                 let b = Bucket::Week { start: *start };
                 TimeRange::new(b.floor(tz, r.start - Duration::hours(1)), r.start)
             }
-            Period::ThisMonth | Period::LastMonth => {
-                TimeRange::new(Bucket::Month.floor(tz, r.start - Duration::hours(1)), r.start)
-            }
+            Period::ThisMonth | Period::LastMonth => TimeRange::new(
+                Bucket::Month.floor(tz, r.start - Duration::hours(1)),
+                r.start,
+            ),
             Period::LastDays { days } => {
                 let mut start = r.start;
                 for _ in 0..*days {
@@ -291,11 +318,19 @@ mod tests {
     #[test]
     fn weeks_and_months() {
         let tz = parse_tz("Europe/Paris").unwrap();
-        let w = Bucket::Week { start: Weekday::Sun }.floor(&tz, utc("2026-11-25T10:00:00Z"));
+        let w = Bucket::Week {
+            start: Weekday::Sun,
+        }
+        .floor(&tz, utc("2026-11-25T10:00:00Z"));
         assert_eq!(w, utc("2026-11-21T23:00:00Z")); // Sunday 22 Nov 00:00 CET
         let m = Bucket::Month.floor(&tz, utc("2026-03-31T23:30:00Z"));
         assert_eq!(m, utc("2026-03-31T22:00:00Z")); // 1 April 00:00 CEST
-        assert_eq!(Bucket::parse("week:sunday").unwrap(), Bucket::Week { start: Weekday::Sun });
+        assert_eq!(
+            Bucket::parse("week:sunday").unwrap(),
+            Bucket::Week {
+                start: Weekday::Sun
+            }
+        );
         assert!(Bucket::parse("fortnight").is_err());
         assert!(parse_tz("Mars/Olympus").is_err());
     }
@@ -303,7 +338,10 @@ mod tests {
     #[test]
     fn hour_buckets_in_half_hour_zones() {
         let tz = parse_tz("Asia/Kolkata").unwrap();
-        assert_eq!(Bucket::Hour.floor(&tz, utc("2026-01-01T10:10:00Z")), utc("2026-01-01T09:30:00Z"));
+        assert_eq!(
+            Bucket::Hour.floor(&tz, utc("2026-01-01T10:10:00Z")),
+            utc("2026-01-01T09:30:00Z")
+        );
     }
 
     #[test]
@@ -311,8 +349,14 @@ mod tests {
         let tz = parse_tz("UTC").unwrap();
         let now = utc("2026-11-23T08:00:00Z");
         let r = Period::LastDays { days: 30 }.range(&tz, now).unwrap();
-        assert_eq!((r.start, r.end), (utc("2026-10-25T00:00:00Z"), utc("2026-11-24T00:00:00Z")));
+        assert_eq!(
+            (r.start, r.end),
+            (utc("2026-10-25T00:00:00Z"), utc("2026-11-24T00:00:00Z"))
+        );
         let p = Period::ThisMonth.previous(&tz, now).unwrap();
-        assert_eq!((p.start, p.end), (utc("2026-10-01T00:00:00Z"), utc("2026-11-01T00:00:00Z")));
+        assert_eq!(
+            (p.start, p.end),
+            (utc("2026-10-01T00:00:00Z"), utc("2026-11-01T00:00:00Z"))
+        );
     }
 }

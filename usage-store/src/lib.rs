@@ -1,0 +1,83 @@
+//! # usage-store
+//!
+//! Where usage-core's events live: an embedded SQLite file (the default, zero set-up), a shared
+//! PostgreSQL database (feature `postgres`, for several app servers), or memory (tests and
+//! short scripts), all behind [`usage_core::store::Store`]. The [`Tracker`] is what apps call.
+//!
+//! ```no_run
+//! # async fn demo() -> usage_core::Result<()> {
+//! use usage_core::{NewEvent, TokenUsage};
+//! let tracker = usage_store::Tracker::open("sqlite://usage.db").await?;
+//! let usage = TokenUsage { input: 1200, output: 300, ..Default::default() };
+//! let rec = tracker.record(NewEvent::new("anthropic", "claude-haiku-4-5", usage).user("u1")).await?;
+//! println!("{} cost {}", rec.event.id, rec.event.total_cost());
+//! # Ok(()) }
+//! ```
+
+pub mod export;
+pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+mod tracker;
+mod writer;
+
+use std::sync::Arc;
+
+use usage_core::store::Store;
+use usage_core::{Error, Result};
+
+pub use tracker::{Recorded, ResponseMeta, Tracker, TrackerOptions, response_events};
+pub use writer::BatchOptions;
+
+/// Opens the store a URL names: `sqlite://PATH` (relative or absolute: `sqlite:///var/x.db`),
+/// `postgres://…` / `postgresql://…`, or `memory://`.
+pub async fn open_store(url: &str) -> Result<Arc<dyn Store>> {
+    let u = url.trim();
+    let bad = |why: &str| Error::argument("url", format!("`{url}`: {why}"));
+    let (scheme, rest) = u
+        .split_once("://")
+        .ok_or_else(|| bad("expected sqlite://PATH, postgres://… or memory://"))?;
+    match scheme.to_ascii_lowercase().as_str() {
+        "memory" => Ok(Arc::new(memory::MemoryStore::default())),
+        "sqlite" => {
+            #[cfg(feature = "sqlite")]
+            {
+                let path = rest.split('?').next().unwrap_or_default();
+                if path.is_empty() {
+                    return Err(bad("the SQLite file path is empty"));
+                }
+                let path = std::path::PathBuf::from(path);
+                let store = tokio::task::spawn_blocking(move || {
+                    sqlite::SqliteStore::open(&path, sqlite::SqliteOptions::default())
+                })
+                .await
+                .map_err(|e| Error::store("sqlite", "open", e))??;
+                Ok(Arc::new(store))
+            }
+            #[cfg(not(feature = "sqlite"))]
+            {
+                let _ = rest;
+                Err(bad(
+                    "this build has no SQLite support (enable the `sqlite` feature)",
+                ))
+            }
+        }
+        "postgres" | "postgresql" => {
+            #[cfg(feature = "postgres")]
+            {
+                Ok(Arc::new(
+                    postgres::PgStore::connect(u, postgres::PgOptions::default()).await?,
+                ))
+            }
+            #[cfg(not(feature = "postgres"))]
+            {
+                Err(bad(
+                    "this build has no PostgreSQL support (enable the `postgres` feature)",
+                ))
+            }
+        }
+        other => Err(bad(&format!("unknown scheme `{other}`"))),
+    }
+}

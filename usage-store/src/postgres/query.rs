@@ -1,0 +1,437 @@
+//! Reads: `get`, `scan`, and the three primitive aggregates (`aggregate`, `distinct`,
+//! `latencies`) over raw events or the rollups. The SQL reproduces `Filter::matches` and
+//! `Totals::of` exactly; every value (tag keys included) is a bind parameter.
+
+use std::collections::BTreeMap;
+
+use sqlx::postgres::{PgArguments, PgPool, PgRow, Postgres};
+use sqlx::{AssertSqlSafe, Row};
+use usage_core::event::{EventId, UsageEvent};
+use usage_core::query::{Dimension, Filter};
+use usage_core::store::{
+    AggregateRequest, AggregateRow, Cursor, DistinctRow, LatencyRow, Source, rollup_can_serve,
+};
+use usage_core::{Error, Result};
+
+use super::columns::{event_from_row, select_list};
+use super::rollup::{RAW_SUMS, ROLLUP_SUMS, floor_to, totals_from_row};
+use super::{BACKEND, ceil_ms, db_err, ms_to_time};
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// A statement being built: its clauses and its bind values, numbered as they are added.
+#[derive(Default)]
+struct Sql {
+    binds: Vec<Bind>,
+    from: &'static str,
+    joins: String,
+    wheres: Vec<String>,
+    /// Group-by expressions in `group_by` order (then the grain, when asked for).
+    group: Vec<String>,
+    grain: Option<String>,
+    /// Tag key → alias of its LEFT JOIN (raw events only).
+    tag_joins: BTreeMap<String, String>,
+    rollup: bool,
+    /// The rollup_tags key, when reading that rollup.
+    tag_key: Option<String>,
+}
+
+impl Sql {
+    fn text(&mut self, s: &str) -> String {
+        self.binds.push(Bind::Text(s.to_owned()));
+        format!("${}", self.binds.len())
+    }
+
+    fn int(&mut self, v: i64) -> String {
+        self.binds.push(Bind::Int(v));
+        format!("${}", self.binds.len())
+    }
+
+    /// The expression for a dimension's value (NULL when the event has none).
+    fn dim(&mut self, d: &Dimension) -> Result<String> {
+        if self.rollup {
+            return match d {
+                Dimension::User => Ok("NULLIF(r.user_id, '')".to_owned()),
+                Dimension::Tag(k) if self.tag_key.as_ref() == Some(k) => Ok("r.value".to_owned()),
+                Dimension::Provider if self.tag_key.is_none() => Ok("r.provider".to_owned()),
+                Dimension::Model if self.tag_key.is_none() => Ok("r.model_key".to_owned()),
+                Dimension::Status if self.tag_key.is_none() => Ok("r.status".to_owned()),
+                _ => Err(not_servable()),
+            };
+        }
+        Ok(match d {
+            Dimension::User => "e.user_id".to_owned(),
+            Dimension::Provider => "e.provider".to_owned(),
+            Dimension::Model => "e.model_key".to_owned(),
+            Dimension::Status => "e.status".to_owned(),
+            Dimension::Tag(k) => {
+                let alias = match self.tag_joins.get(k) {
+                    Some(a) => a.clone(),
+                    None => {
+                        let a = format!("t{}", self.tag_joins.len());
+                        let key = self.text(k);
+                        self.joins.push_str(&format!(
+                            " LEFT JOIN event_tags {a} ON {a}.seq = e.seq AND {a}.key = {key}"
+                        ));
+                        self.tag_joins.insert(k.clone(), a.clone());
+                        a
+                    }
+                };
+                format!("{alias}.value")
+            }
+        })
+    }
+
+    fn where_clause(&self) -> String {
+        if self.wheres.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.wheres.join(" AND "))
+        }
+    }
+
+    fn group_list(&self) -> Vec<String> {
+        self.group.iter().chain(&self.grain).cloned().collect()
+    }
+
+    fn into_query(self, sql: String) -> sqlx::query::Query<'static, Postgres, PgArguments> {
+        // Every value is a bind parameter; the text holds only column names and aliases.
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for b in self.binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s),
+                Bind::Int(v) => q.bind(v),
+            };
+        }
+        q
+    }
+}
+
+fn not_servable() -> Error {
+    Error::argument(
+        "source",
+        "the rollups cannot serve these dimensions: use Source::Raw (see usage_core::store::rollup_can_serve)",
+    )
+}
+
+/// The FROM, JOINs and WHERE for `filter` over raw events (aliased `e`) or the rollups
+/// (aliased `r`), plus the group-by expressions. `extra` is the dimension `distinct` counts.
+fn plan(
+    filter: &Filter,
+    source: Source,
+    group_by: &[Dimension],
+    grain_secs: Option<i64>,
+    extra: Option<&Dimension>,
+) -> Result<Sql> {
+    let mut s = Sql::default();
+    let grain_ms = grain_secs
+        .map(|g| {
+            g.checked_mul(1000).filter(|_| g > 0).ok_or_else(|| {
+                Error::argument(
+                    "grain_secs",
+                    format!("{g} is not a positive number of seconds"),
+                )
+            })
+        })
+        .transpose()?;
+    let (start, end) = match filter.range {
+        Some(r) => (Some(ceil_ms(r.start)), Some(ceil_ms(r.end))),
+        None => (None, None),
+    };
+    match source {
+        Source::Raw => {
+            s.from = "events e";
+            for (i, (k, v)) in filter.tags.iter().enumerate() {
+                let (k, v) = (s.text(k), s.text(v));
+                s.joins.push_str(&format!(" JOIN event_tags f{i} ON f{i}.seq = e.seq AND f{i}.key = {k} AND f{i}.value = {v}"));
+            }
+            if let Some(v) = start {
+                let p = s.int(v);
+                s.wheres.push(format!("e.ts_ms >= {p}"));
+            }
+            if let Some(v) = end {
+                let p = s.int(v);
+                s.wheres.push(format!("e.ts_ms < {p}"));
+            }
+            for (col, val) in [
+                ("e.user_id", &filter.user_id),
+                ("e.model_key", &filter.model),
+                ("e.provider", &filter.provider),
+            ] {
+                if let Some(v) = val {
+                    let p = s.text(v);
+                    s.wheres.push(format!("{col} = {p}"));
+                }
+            }
+            if let Some(st) = filter.status {
+                let p = s.text(st.as_str());
+                s.wheres.push(format!("e.status = {p}"));
+            }
+            if let Some(g) = grain_ms {
+                let p = s.int(g);
+                s.grain = Some(floor_to("e.ts_ms", &p));
+            }
+        }
+        Source::Rollup => {
+            let mut dims = filter.dimensions();
+            dims.extend(group_by.iter().cloned());
+            dims.extend(extra.cloned());
+            if !rollup_can_serve(&dims) {
+                return Err(not_servable());
+            }
+            s.rollup = true;
+            s.tag_key = dims.iter().find_map(|d| match d {
+                Dimension::Tag(k) => Some(k.clone()),
+                _ => None,
+            });
+            match s.tag_key.clone() {
+                None => {
+                    s.from = "rollup_events r";
+                    for (col, val) in [
+                        ("r.model_key", &filter.model),
+                        ("r.provider", &filter.provider),
+                    ] {
+                        if let Some(v) = val {
+                            let p = s.text(v);
+                            s.wheres.push(format!("{col} = {p}"));
+                        }
+                    }
+                    if let Some(st) = filter.status {
+                        let p = s.text(st.as_str());
+                        s.wheres.push(format!("r.status = {p}"));
+                    }
+                }
+                Some(k) => {
+                    s.from = "rollup_tags r";
+                    let p = s.text(&k);
+                    s.wheres.push(format!("r.key = {p}"));
+                    if let Some(v) = filter.tags.get(&k) {
+                        let p = s.text(v);
+                        s.wheres.push(format!("r.value = {p}"));
+                    }
+                }
+            }
+            if let Some(u) = &filter.user_id {
+                let p = s.text(u);
+                s.wheres.push(format!("r.user_id = {p}"));
+            }
+            if let Some(v) = start {
+                let p = s.int(v);
+                s.wheres.push(format!("r.hour_ms >= {p}"));
+            }
+            if let Some(v) = end {
+                let p = s.int(v);
+                s.wheres.push(format!("r.hour_ms < {p}"));
+            }
+            if let Some(g) = grain_ms {
+                let p = s.int(g);
+                s.grain = Some(floor_to("r.hour_ms", &p));
+            }
+        }
+    }
+    for d in group_by {
+        let e = s.dim(d)?;
+        s.group.push(e);
+    }
+    Ok(s)
+}
+
+/// A row's group values and grain start.
+type GroupKey = (Vec<Option<String>>, Option<chrono::DateTime<chrono::Utc>>);
+
+/// Reads the group values and grain start that lead each aggregate row.
+fn group_of(row: &PgRow, n: usize, grain: bool) -> Result<GroupKey> {
+    let read = |e: sqlx::Error| Error::store(BACKEND, "read", e);
+    let group = (0..n)
+        .map(|i| row.try_get::<Option<String>, _>(i).map_err(read))
+        .collect::<Result<_>>()?;
+    let grain_start = if grain {
+        Some(ms_to_time(row.try_get::<i64, _>(n).map_err(read)?)?)
+    } else {
+        None
+    };
+    Ok((group, grain_start))
+}
+
+pub(super) async fn aggregate(pool: &PgPool, req: &AggregateRequest) -> Result<Vec<AggregateRow>> {
+    let s = plan(&req.filter, req.source, &req.group_by, req.grain_secs, None)?;
+    let keys = s.group_list();
+    let (sums, having) = match req.source {
+        Source::Raw => (RAW_SUMS.as_str(), "COUNT(*) > 0"),
+        Source::Rollup => (ROLLUP_SUMS.as_str(), "SUM(r.requests) > 0"),
+    };
+    let select: Vec<&str> = keys.iter().map(String::as_str).chain([sums]).collect();
+    let group_by = if keys.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " GROUP BY {}",
+            (1..=keys.len())
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let sql = format!(
+        "SELECT {} FROM {}{}{}{group_by} HAVING {having}",
+        select.join(", "),
+        s.from,
+        s.joins,
+        s.where_clause()
+    );
+    let (n, grain) = (req.group_by.len(), req.grain_secs.is_some());
+    let rows = s
+        .into_query(sql)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err("aggregate"))?;
+    rows.iter()
+        .map(|row| {
+            let (group, grain_start) = group_of(row, n, grain)?;
+            let totals = totals_from_row(row, n + usize::from(grain))?;
+            Ok(AggregateRow {
+                group,
+                grain_start,
+                totals,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn distinct(
+    pool: &PgPool,
+    req: &AggregateRequest,
+    dimension: &Dimension,
+) -> Result<Vec<DistinctRow>> {
+    let mut s = plan(
+        &req.filter,
+        req.source,
+        &req.group_by,
+        req.grain_secs,
+        Some(dimension),
+    )?;
+    let value = s.dim(dimension)?;
+    s.wheres.push(format!("{value} IS NOT NULL"));
+    if req.source == Source::Rollup {
+        s.wheres.push("r.requests > 0".to_owned());
+    }
+    let mut select = s.group_list();
+    select.push(value);
+    let sql = format!(
+        "SELECT DISTINCT {} FROM {}{}{}",
+        select.join(", "),
+        s.from,
+        s.joins,
+        s.where_clause()
+    );
+    let (n, grain) = (req.group_by.len(), req.grain_secs.is_some());
+    let rows = s
+        .into_query(sql)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err("distinct"))?;
+    rows.iter()
+        .map(|row| {
+            let (group, grain_start) = group_of(row, n, grain)?;
+            let value = row
+                .try_get(n + usize::from(grain))
+                .map_err(|e| Error::store(BACKEND, "read", e))?;
+            Ok(DistinctRow {
+                group,
+                grain_start,
+                value,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn latencies(pool: &PgPool, req: &AggregateRequest) -> Result<Vec<LatencyRow>> {
+    // Latencies are per event: always raw.
+    let mut s = plan(
+        &req.filter,
+        Source::Raw,
+        &req.group_by,
+        req.grain_secs,
+        None,
+    )?;
+    s.wheres.push("e.latency_ms IS NOT NULL".to_owned());
+    let mut select = s.group_list();
+    select.push("e.latency_ms".to_owned());
+    let sql = format!(
+        "SELECT {} FROM {}{}{}",
+        select.join(", "),
+        s.from,
+        s.joins,
+        s.where_clause()
+    );
+    let (n, grain) = (req.group_by.len(), req.grain_secs.is_some());
+    let rows = s
+        .into_query(sql)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err("latencies"))?;
+    rows.iter()
+        .map(|row| {
+            let (group, grain_start) = group_of(row, n, grain)?;
+            let ms: i64 = row
+                .try_get(n + usize::from(grain))
+                .map_err(|e| Error::store(BACKEND, "read", e))?;
+            let latency_ms = u64::try_from(ms).map_err(|_| {
+                Error::store(
+                    BACKEND,
+                    "read",
+                    format!("events.latency_ms: {ms} is negative"),
+                )
+            })?;
+            Ok(LatencyRow {
+                group,
+                grain_start,
+                latency_ms,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn get(pool: &PgPool, id: &EventId) -> Result<Option<UsageEvent>> {
+    let sql = format!("SELECT {} FROM events e WHERE e.id = $1", select_list());
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(id.as_str())
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err("get"))?;
+    row.as_ref().map(event_from_row).transpose()
+}
+
+pub(super) async fn scan(
+    pool: &PgPool,
+    filter: &Filter,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> Result<Vec<UsageEvent>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut s = plan(filter, Source::Raw, &[], None, None)?;
+    if let Some(c) = after {
+        // `id` is COLLATE "C": bytewise, like Rust's String order.
+        let (ts, id) = (s.int(c.timestamp.timestamp_millis()), s.text(c.id.as_str()));
+        s.wheres.push(format!("(e.ts_ms, e.id) > ({ts}, {id})"));
+    }
+    let lim = s.int(i64::try_from(limit).unwrap_or(i64::MAX));
+    let sql = format!(
+        "SELECT {} FROM {}{}{} ORDER BY e.ts_ms, e.id LIMIT {lim}",
+        select_list(),
+        s.from,
+        s.joins,
+        s.where_clause()
+    );
+    let rows = s
+        .into_query(sql)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err("scan"))?;
+    rows.iter().map(event_from_row).collect()
+}

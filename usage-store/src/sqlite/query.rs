@@ -1,0 +1,556 @@
+//! Reading: events by id or in `(timestamp, id)` order, and the primitive aggregates of the
+//! store contract, from raw events or from the hourly/daily rollups. Every value from a
+//! request (tag keys included) is a bound parameter; only fixed column names and integers
+//! computed here are ever part of the SQL text.
+
+use std::collections::HashMap;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use usage_core::Error;
+use usage_core::event::{EventId, UsageEvent};
+use usage_core::query::{Dimension, Filter};
+use usage_core::store::{
+    AggregateRequest, AggregateRow, Cursor, DistinctRow, LatencyRow, Source, rollup_can_serve,
+};
+
+use super::Fail;
+use super::codec::{Sums, TOTALS_COLS, ceil_ms, event_from_row, event_select, from_ms, ms};
+use super::write::{DAY_MS, HOUR_MS, Level, floor_sql, floor_to};
+
+/// Sums per (group values, grain start in ms).
+type Cells = HashMap<(Vec<Option<String>>, Option<i64>), Sums>;
+
+/// What to sum: everything, or just the event count (enough for distinct values).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Measure {
+    All,
+    Count,
+}
+
+/// The SQL sums over `events e`, in [`TOTALS_COLS`] order.
+const RAW_SUMS: [&str; 21] = [
+    "COUNT(*)",
+    "SUM(e.status = 'error')",
+    "SUM(e.cost_total IS NULL)",
+    "SUM(e.input)",
+    "SUM(e.cache_read)",
+    "SUM(e.cache_write_5m)",
+    "SUM(e.cache_write_1h)",
+    "SUM(e.output)",
+    "SUM(e.reasoning)",
+    "SUM(e.web_search_requests)",
+    "SUM(e.web_fetch_requests)",
+    "SUM(e.cost_input)",
+    "SUM(e.cost_cache_read)",
+    "SUM(e.cost_cache_write_5m)",
+    "SUM(e.cost_cache_write_1h)",
+    "SUM(e.cost_output)",
+    "SUM(e.cost_web_search)",
+    "SUM(e.cost_total)",
+    "SUM(e.latency_ms)",
+    "COUNT(e.latency_ms)",
+    "SUM(e.duration_ms)",
+];
+
+fn grain_ms(grain_secs: Option<i64>) -> Result<Option<i64>, Fail> {
+    match grain_secs {
+        None => Ok(None),
+        Some(g) => match g.checked_mul(1000) {
+            Some(ms) if g > 0 => Ok(Some(ms)),
+            _ => Err(Error::argument(
+                "grain_secs",
+                format!("{g} is not a positive number of seconds"),
+            )
+            .into()),
+        },
+    }
+}
+
+/// `FROM`/`WHERE` over `events e` for a filter, with a `LEFT JOIN` per tag key in `dims`.
+struct RawSql<'a> {
+    from: String,
+    conds: Vec<String>,
+    params: Vec<Value>,
+    tag_keys: Vec<&'a str>,
+}
+
+impl<'a> RawSql<'a> {
+    fn new(filter: &'a Filter, dims: &'a [Dimension]) -> Self {
+        let mut from = String::from("events e");
+        let mut params: Vec<Value> = Vec::new();
+        for (i, (k, v)) in filter.tags.iter().enumerate() {
+            from.push_str(&format!(
+                " JOIN event_tags f{i} ON f{i}.seq = e.seq AND f{i}.key = ? AND f{i}.value = ?"
+            ));
+            params.push(Value::Text(k.clone()));
+            params.push(Value::Text(v.clone()));
+        }
+        let mut tag_keys: Vec<&str> = Vec::new();
+        for d in dims {
+            if let Dimension::Tag(k) = d
+                && !tag_keys.contains(&k.as_str())
+            {
+                let j = tag_keys.len();
+                from.push_str(&format!(
+                    " LEFT JOIN event_tags g{j} ON g{j}.seq = e.seq AND g{j}.key = ?"
+                ));
+                params.push(Value::Text(k.clone()));
+                tag_keys.push(k);
+            }
+        }
+        let mut sql = RawSql {
+            from,
+            conds: Vec::new(),
+            params,
+            tag_keys,
+        };
+        if let Some(r) = filter.range {
+            sql.cond("e.ts_ms >= ?", ceil_ms(r.start));
+            sql.cond("e.ts_ms < ?", ceil_ms(r.end));
+        }
+        if let Some(u) = &filter.user_id {
+            sql.cond("e.user_id = ?", u.clone());
+        }
+        if let Some(m) = &filter.model {
+            sql.cond("e.model_key = ?", m.clone());
+        }
+        if let Some(p) = &filter.provider {
+            sql.cond("e.provider = ?", p.clone());
+        }
+        if let Some(s) = filter.status {
+            sql.cond("e.status = ?", s.as_str().to_owned());
+        }
+        sql
+    }
+
+    fn cond(&mut self, sql: &str, v: impl Into<Value>) {
+        self.conds.push(sql.to_owned());
+        self.params.push(v.into());
+    }
+
+    fn expr(&self, d: &Dimension) -> String {
+        match d {
+            Dimension::User => "e.user_id".into(),
+            Dimension::Provider => "e.provider".into(),
+            Dimension::Model => "e.model_key".into(),
+            Dimension::Status => "e.status".into(),
+            Dimension::Tag(k) => {
+                let j = self
+                    .tag_keys
+                    .iter()
+                    .position(|t| t == k)
+                    .unwrap_or_default();
+                format!("g{j}.value")
+            }
+        }
+    }
+
+    fn where_sql(&self) -> String {
+        if self.conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.conds.join(" AND "))
+        }
+    }
+}
+
+fn group_by_sql(n: usize) -> String {
+    if n == 0 {
+        return String::new();
+    }
+    let cols: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    format!(" GROUP BY {}", cols.join(", "))
+}
+
+/// Reads `(group…, grain, sums…)` rows into `cells`, multiplied by `sign`.
+fn collect(
+    conn: &Connection,
+    sql: &str,
+    params: &[Value],
+    n_groups: usize,
+    measure: Measure,
+    sign: i64,
+    cells: &mut Cells,
+) -> Result<(), Fail> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params_from_iter(params.iter()))?;
+    while let Some(row) = rows.next()? {
+        let mut group = Vec::with_capacity(n_groups);
+        for i in 0..n_groups {
+            group.push(row.get::<_, Option<String>>(i)?);
+        }
+        let grain: Option<i64> = row.get(n_groups)?;
+        let mut s = Sums::default();
+        match measure {
+            Measure::All => {
+                for (i, v) in s.0.iter_mut().enumerate() {
+                    *v = row.get::<_, Option<i64>>(n_groups + 1 + i)?.unwrap_or(0);
+                }
+            }
+            Measure::Count => s.0[0] = row.get::<_, Option<i64>>(n_groups + 1)?.unwrap_or(0),
+        }
+        cells.entry((group, grain)).or_default().add(&s, sign);
+    }
+    Ok(())
+}
+
+fn raw_cells(
+    conn: &Connection,
+    filter: &Filter,
+    group: &[Dimension],
+    grain: Option<i64>,
+    m: Measure,
+) -> Result<Cells, Fail> {
+    let sql = RawSql::new(filter, group);
+    let mut cols: Vec<String> = group.iter().map(|d| sql.expr(d)).collect();
+    cols.push(grain.map_or_else(|| "NULL".to_owned(), |g| floor_sql("e.ts_ms", g)));
+    match m {
+        Measure::All => cols.extend(RAW_SUMS.iter().map(|s| (*s).to_owned())),
+        Measure::Count => cols.push("COUNT(*)".into()),
+    }
+    let n_keys = group.len() + usize::from(grain.is_some());
+    let text = format!(
+        "SELECT {} FROM {}{}{}",
+        cols.join(", "),
+        sql.from,
+        sql.where_sql(),
+        // The grain column is last among the keys; without a grain it is a constant NULL.
+        group_by_sql(n_keys)
+    );
+    let mut cells = Cells::new();
+    collect(conn, &text, &sql.params, group.len(), m, 1, &mut cells)?;
+    cells.retain(|_, s| s.requests() > 0);
+    Ok(cells)
+}
+
+/// Which rollup table a piece of a rollup request reads.
+#[derive(Clone, Copy)]
+enum Rollup<'a> {
+    Events,
+    /// The tag rollup of one key, optionally one value.
+    Tags {
+        key: &'a str,
+        value: Option<&'a str>,
+    },
+}
+
+struct RollupPiece<'a> {
+    level: Level,
+    table: Rollup<'a>,
+    /// Half-open range of cell start times.
+    range: Option<(i64, i64)>,
+}
+
+fn rollup_piece_cells(
+    conn: &Connection,
+    p: &RollupPiece<'_>,
+    filter: &Filter,
+    group: &[Dimension],
+    grain: Option<i64>,
+    m: Measure,
+    cells: &mut Cells,
+) -> Result<(), Fail> {
+    let (table, is_tags) = match p.table {
+        Rollup::Events => (p.level.events_table(), false),
+        Rollup::Tags { .. } => (p.level.tags_table(), true),
+    };
+    let time = p.level.col();
+    let mut cols: Vec<String> = group
+        .iter()
+        .map(|d| match d {
+            Dimension::User => "NULLIF(user_id, '')".to_owned(),
+            Dimension::Provider if !is_tags => "provider".to_owned(),
+            Dimension::Model if !is_tags => "model_key".to_owned(),
+            Dimension::Status if !is_tags => "status".to_owned(),
+            Dimension::Tag(_) if is_tags => "value".to_owned(),
+            _ => "NULL".to_owned(),
+        })
+        .collect();
+    cols.push(grain.map_or_else(|| "NULL".to_owned(), |g| floor_sql(time, g)));
+    match m {
+        Measure::All => cols.extend(TOTALS_COLS.iter().map(|c| format!("SUM({c})"))),
+        Measure::Count => cols.push("SUM(requests)".into()),
+    }
+    let mut conds = vec!["requests > 0".to_owned()];
+    let mut params: Vec<Value> = Vec::new();
+    let mut cond = |sql: String, v: Value| {
+        conds.push(sql);
+        params.push(v);
+    };
+    if let Some((s, e)) = p.range {
+        cond(format!("{time} >= ?"), Value::Integer(s));
+        cond(format!("{time} < ?"), Value::Integer(e));
+    }
+    if let Rollup::Tags { key, value } = p.table {
+        cond("key = ?".into(), Value::Text(key.to_owned()));
+        if let Some(v) = value {
+            cond("value = ?".into(), Value::Text(v.to_owned()));
+        }
+    }
+    if let Some(u) = &filter.user_id {
+        // A missing user is stored as '': an empty id must match nothing, as in raw events.
+        cond(
+            "user_id = ? AND user_id <> ''".into(),
+            Value::Text(u.clone()),
+        );
+    }
+    if !is_tags {
+        if let Some(v) = &filter.model {
+            cond("model_key = ?".into(), Value::Text(v.clone()));
+        }
+        if let Some(v) = &filter.provider {
+            cond("provider = ?".into(), Value::Text(v.clone()));
+        }
+        if let Some(v) = filter.status {
+            cond("status = ?".into(), Value::Text(v.as_str().to_owned()));
+        }
+    }
+    let n_keys = group.len() + usize::from(grain.is_some());
+    let text = format!(
+        "SELECT {} FROM {table} WHERE {}{}",
+        cols.join(", "),
+        conds.join(" AND "),
+        group_by_sql(n_keys)
+    );
+    collect(conn, &text, &params, group.len(), m, 1, cells)
+}
+
+/// The levels covering `range` (cell start times, ms): whole UTC days from the daily rollup
+/// when the grain allows it, the ragged hours at either end from the hourly one.
+fn pieces(range: Option<(i64, i64)>, grain: Option<i64>) -> Vec<(Level, Option<(i64, i64)>)> {
+    let daily = grain.is_none_or(|g| g % DAY_MS == 0);
+    let Some((s, e)) = range else {
+        return vec![(if daily { Level::Day } else { Level::Hour }, None)];
+    };
+    if !daily {
+        return vec![(Level::Hour, Some((s, e)))];
+    }
+    let (ds, de) = (-floor_to(-s, DAY_MS), floor_to(e, DAY_MS));
+    if ds >= de {
+        return vec![(Level::Hour, Some((s, e)))];
+    }
+    let mut out = Vec::with_capacity(3);
+    if s < ds {
+        out.push((Level::Hour, Some((s, ds))));
+    }
+    out.push((Level::Day, Some((ds, de))));
+    if de < e {
+        out.push((Level::Hour, Some((de, e))));
+    }
+    out
+}
+
+fn rollup_cells(
+    conn: &Connection,
+    filter: &Filter,
+    group: &[Dimension],
+    grain: Option<i64>,
+    m: Measure,
+) -> Result<Cells, Fail> {
+    let mut dims = filter.dimensions();
+    dims.extend(group.iter().cloned());
+    if !rollup_can_serve(&dims) {
+        let names: Vec<&str> = dims.iter().map(Dimension::name).collect();
+        return Err(Error::argument(
+            "source",
+            format!(
+                "the rollups cannot serve dimensions [{}]; ask for raw events",
+                names.join(", ")
+            ),
+        )
+        .into());
+    }
+    if let Some(g) = grain
+        && g % HOUR_MS != 0
+    {
+        return Err(Error::argument(
+            "grain_secs",
+            format!(
+                "{} is not a whole number of hours, which rollups need",
+                g / 1000
+            ),
+        )
+        .into());
+    }
+    let tag = dims.iter().find_map(|d| match d {
+        Dimension::Tag(k) => Some(k.as_str()),
+        _ => None,
+    });
+    // Cells are included when their start lies in the range, which is exact for the
+    // whole-hour ranges the engine asks rollups for.
+    let range = filter.range.map(|r| (ceil_ms(r.start), ceil_ms(r.end)));
+    let mut cells = Cells::new();
+    for (level, range) in pieces(range, grain) {
+        let piece = |table| RollupPiece {
+            level,
+            table,
+            range,
+        };
+        match tag {
+            None => rollup_piece_cells(
+                conn,
+                &piece(Rollup::Events),
+                filter,
+                group,
+                grain,
+                m,
+                &mut cells,
+            )?,
+            Some(key) => {
+                let value = filter.tags.get(key).map(String::as_str);
+                let tagged = Rollup::Tags { key, value };
+                // Only events carrying the tag: the engine derives the untagged group (see
+                // `usage_core::store::rollup_can_serve`).
+                rollup_piece_cells(conn, &piece(tagged), filter, group, grain, m, &mut cells)?;
+            }
+        }
+    }
+    cells.retain(|_, s| s.requests() > 0);
+    Ok(cells)
+}
+
+fn cells_for(
+    conn: &Connection,
+    req: &AggregateRequest,
+    group: &[Dimension],
+    m: Measure,
+) -> Result<Cells, Fail> {
+    let grain = grain_ms(req.grain_secs)?;
+    match req.source {
+        Source::Raw => raw_cells(conn, &req.filter, group, grain, m),
+        Source::Rollup => rollup_cells(conn, &req.filter, group, grain, m),
+    }
+}
+
+pub(super) fn aggregate(
+    conn: &Connection,
+    req: &AggregateRequest,
+) -> Result<Vec<AggregateRow>, Fail> {
+    let cells = cells_for(conn, req, &req.group_by, Measure::All)?;
+    let mut rows = cells
+        .into_iter()
+        .map(|((group, grain), s)| {
+            Ok(AggregateRow {
+                group,
+                grain_start: grain.map(from_ms).transpose()?,
+                totals: s.to_totals(),
+            })
+        })
+        .collect::<Result<Vec<_>, Fail>>()?;
+    rows.sort_by(|a, b| (a.grain_start, &a.group).cmp(&(b.grain_start, &b.group)));
+    Ok(rows)
+}
+
+pub(super) fn distinct(
+    conn: &Connection,
+    req: &AggregateRequest,
+    dim: &Dimension,
+) -> Result<Vec<DistinctRow>, Fail> {
+    let mut group = req.group_by.clone();
+    group.push(dim.clone());
+    let cells = cells_for(conn, req, &group, Measure::Count)?;
+    let mut rows = Vec::with_capacity(cells.len());
+    for ((mut group, grain), _) in cells {
+        if let Some(Some(value)) = group.pop() {
+            rows.push(DistinctRow {
+                group,
+                grain_start: grain.map(from_ms).transpose()?,
+                value,
+            });
+        }
+    }
+    rows.sort_by(|a, b| {
+        (a.grain_start, &a.group, &a.value).cmp(&(b.grain_start, &b.group, &b.value))
+    });
+    Ok(rows)
+}
+
+/// Latency samples, always from raw events.
+pub(super) fn latencies(
+    conn: &Connection,
+    req: &AggregateRequest,
+) -> Result<Vec<LatencyRow>, Fail> {
+    let grain = grain_ms(req.grain_secs)?;
+    let group = &req.group_by;
+    let mut sql = RawSql::new(&req.filter, group);
+    sql.conds.push("e.latency_ms IS NOT NULL".into());
+    let mut cols: Vec<String> = group.iter().map(|d| sql.expr(d)).collect();
+    cols.push(grain.map_or_else(|| "NULL".to_owned(), |g| floor_sql("e.ts_ms", g)));
+    cols.push("e.latency_ms".into());
+    let text = format!(
+        "SELECT {} FROM {}{}",
+        cols.join(", "),
+        sql.from,
+        sql.where_sql()
+    );
+    let mut stmt = conn.prepare_cached(&text)?;
+    let mut rows = stmt.query(params_from_iter(sql.params.iter()))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut g = Vec::with_capacity(group.len());
+        for i in 0..group.len() {
+            g.push(row.get::<_, Option<String>>(i)?);
+        }
+        let grain: Option<i64> = row.get(group.len())?;
+        let v: i64 = row.get(group.len() + 1)?;
+        out.push(LatencyRow {
+            group: g,
+            grain_start: grain.map(from_ms).transpose()?,
+            latency_ms: u64::try_from(v).unwrap_or(0),
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn get(conn: &Connection, id: &EventId) -> Result<Option<UsageEvent>, Fail> {
+    let text = format!("SELECT {} FROM events e WHERE e.id = ?1", event_select());
+    let mut stmt = conn.prepare_cached(&text)?;
+    Ok(stmt
+        .query_row([id.as_str()], |r| event_from_row(r, 0))
+        .optional()?)
+}
+
+pub(super) fn scan(
+    conn: &Connection,
+    filter: &Filter,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> Result<Vec<UsageEvent>, Fail> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut sql = RawSql::new(filter, &[]);
+    if let Some(c) = after {
+        let t = ms(c.timestamp);
+        if ceil_ms(c.timestamp) != t {
+            // The cursor falls inside a millisecond: every stored event in it is before it.
+            sql.cond("e.ts_ms > ?", t);
+        } else {
+            // Keyset pagination; the first condition lets the ts_ms index bound the scan.
+            sql.cond("e.ts_ms >= ?", t);
+            sql.conds
+                .push("(e.ts_ms > ? OR (e.ts_ms = ? AND e.id > ?))".into());
+            sql.params.extend([
+                Value::Integer(t),
+                Value::Integer(t),
+                Value::Text(c.id.as_str().to_owned()),
+            ]);
+        }
+    }
+    sql.params
+        .push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    let text = format!(
+        "SELECT {} FROM {}{} ORDER BY e.ts_ms, e.id LIMIT ?",
+        event_select(),
+        sql.from,
+        sql.where_sql()
+    );
+    let mut stmt = conn.prepare_cached(&text)?;
+    let events = stmt
+        .query_map(params_from_iter(sql.params.iter()), |r| {
+            event_from_row(r, 0)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(events)
+}

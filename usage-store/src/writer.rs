@@ -1,0 +1,147 @@
+//! The batched writer: `Tracker::enqueue` hands events to a background task that writes them
+//! in batches of `max_batch` or every `flush_interval`, whichever comes first. A crash loses
+//! at most what was queued since the last write: at most `max_batch` events, or
+//! `flush_interval` worth of events.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use usage_core::event::UsageEvent;
+use usage_core::store::Store;
+use usage_core::{Error, Result};
+
+/// Batched-writer settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchOptions {
+    /// Events per write (default 1,000).
+    pub max_batch: usize,
+    /// Longest an event waits before it is written (default 200 ms).
+    pub flush_interval: Duration,
+    /// Queue length at which `enqueue` starts waiting for the writer (default 100,000).
+    pub max_queue: usize,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            max_batch: 1_000,
+            flush_interval: Duration::from_millis(200),
+            max_queue: 100_000,
+        }
+    }
+}
+
+enum Msg {
+    Event(Box<UsageEvent>),
+    Flush(oneshot::Sender<Result<()>>),
+}
+
+/// The handle to the background writer.
+#[derive(Debug)]
+pub(crate) struct BatchWriter {
+    tx: mpsc::Sender<Msg>,
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl BatchWriter {
+    pub(crate) fn spawn(store: Arc<dyn Store>, opts: BatchOptions) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Msg>(opts.max_queue.max(1));
+        let last_error = Arc::new(Mutex::new(None));
+        let errors = last_error.clone();
+        tokio::spawn(async move {
+            let mut buf: Vec<UsageEvent> = Vec::with_capacity(opts.max_batch);
+            let mut waiters: Vec<oneshot::Sender<Result<()>>> = Vec::new();
+            loop {
+                let msg = if buf.is_empty() {
+                    rx.recv().await
+                } else {
+                    match tokio::time::timeout(opts.flush_interval, rx.recv()).await {
+                        Ok(m) => m,
+                        Err(_) => {
+                            write(&*store, &mut buf, &errors, &mut waiters).await;
+                            continue;
+                        }
+                    }
+                };
+                match msg {
+                    Some(Msg::Event(e)) => {
+                        buf.push(*e);
+                        if buf.len() >= opts.max_batch {
+                            write(&*store, &mut buf, &errors, &mut waiters).await;
+                        }
+                    }
+                    Some(Msg::Flush(done)) => {
+                        waiters.push(done);
+                        write(&*store, &mut buf, &errors, &mut waiters).await;
+                    }
+                    None => {
+                        write(&*store, &mut buf, &errors, &mut waiters).await;
+                        break;
+                    }
+                }
+            }
+        });
+        BatchWriter { tx, last_error }
+    }
+
+    pub(crate) async fn send(&self, e: UsageEvent) -> Result<()> {
+        self.tx
+            .send(Msg::Event(Box::new(e)))
+            .await
+            .map_err(|_| Error::store("writer", "enqueue", "the tracker is closed"))
+    }
+
+    /// Writes everything queued so far; reports a write error that happened since the last
+    /// flush (those events were not stored).
+    pub(crate) async fn flush(&self) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Msg::Flush(done))
+            .await
+            .map_err(|_| Error::store("writer", "flush", "the tracker is closed"))?;
+        wait.await
+            .map_err(|_| Error::store("writer", "flush", "the writer stopped"))??;
+        Ok(())
+    }
+
+    pub(crate) fn take_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|mut e| e.take())
+    }
+}
+
+async fn write(
+    store: &dyn Store,
+    buf: &mut Vec<UsageEvent>,
+    errors: &Mutex<Option<String>>,
+    waiters: &mut Vec<oneshot::Sender<Result<()>>>,
+) {
+    let result = if buf.is_empty() {
+        Ok(())
+    } else {
+        store.insert(buf).await.map(|_| ())
+    };
+    let n = buf.len();
+    buf.clear();
+    let pending = errors.lock().ok().and_then(|mut e| e.take());
+    let outcome = match (result, pending) {
+        (Err(e), _) => Err(format!("{n} queued events were not stored: {e}")),
+        (Ok(()), Some(p)) => Err(p),
+        (Ok(()), None) => Ok(()),
+    };
+    if waiters.is_empty() {
+        if let Err(msg) = outcome
+            && let Ok(mut slot) = errors.lock()
+        {
+            *slot = Some(msg);
+        }
+        return;
+    }
+    for w in waiters.drain(..) {
+        let _ = w.send(
+            outcome
+                .clone()
+                .map_err(|m| Error::store("writer", "flush", m)),
+        );
+    }
+}
