@@ -1047,20 +1047,43 @@ async fn insert_speed() {
 async fn zz_explain_insert() {
     let Some(db) = TestDb::new() else { return };
     let s = db.open().await;
-    let events = mixed_events(5000, "x");
+    let hour = Utc::now().timestamp_millis() / 3_600_000 * 3_600_000;
+    let events: Vec<UsageEvent> = mixed_events(12000, "x")
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut e)| {
+            e.timestamp =
+                DateTime::from_timestamp_millis(hour + (i as i64 * 7) % 3_600_000).unwrap();
+            e
+        })
+        .collect();
     s.insert(&events[..2000]).await.unwrap();
-    let chunk = &events[2000..3000];
-    let arrays = super::columns::insert_arrays(chunk.iter()).unwrap();
-    let sql = format!(
-        "EXPLAIN (ANALYZE, TIMING) {}",
-        super::insert::INSERT.as_str()
-    );
-    let rows = super::columns::bind_arrays(sqlx::query(sqlx::AssertSqlSafe(sql)), &arrays)
-        .fetch_all(&s.pool)
-        .await
-        .unwrap();
     use sqlx::Row;
-    for r in rows {
-        eprintln!("{}", r.get::<String, _>(0));
+    for (k, chunk) in events[2000..].chunks(1000).enumerate() {
+        let arrays = super::columns::insert_arrays(chunk.iter()).unwrap();
+        let sql = if k % 2 == 0 {
+            format!(
+                "EXPLAIN (ANALYZE, TIMING off, SUMMARY on) {}",
+                super::insert::INSERT.as_str()
+            )
+        } else {
+            format!(
+                "EXPLAIN (ANALYZE, TIMING off, SUMMARY on) {}",
+                super::columns::insert_sql()
+            )
+        };
+        let rows = super::columns::bind_arrays(sqlx::query(sqlx::AssertSqlSafe(sql)), &arrays)
+            .fetch_all(&s.pool)
+            .await
+            .unwrap();
+        let lines: Vec<String> = rows
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .filter(|l| l.contains("Time") || l.contains("Trigger"))
+            .collect();
+        eprintln!(
+            "{}: {lines:?}",
+            if k % 2 == 0 { "full" } else { "events only" }
+        );
     }
 }

@@ -234,13 +234,32 @@ pub(super) fn insert(conn: &mut Connection, events: &[UsageEvent]) -> Result<Vec
         .iter()
         .map(EventRow::new)
         .collect::<usage_core::Result<Vec<_>>>()?;
+    static T: [std::sync::atomic::AtomicU64; 5] =
+        [const { std::sync::atomic::AtomicU64::new(0) }; 5];
+    let add = |i: usize, t: std::time::Instant| {
+        T[i].fetch_add(
+            t.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    };
+    if events.len() == 999 {
+        for i in 0..5 {
+            eprintln!(
+                "T{i} = {:?}",
+                std::time::Duration::from_nanos(T[i].swap(0, std::sync::atomic::Ordering::Relaxed))
+            );
+        }
+    }
+    let t0 = std::time::Instant::now();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    add(0, t0);
     let mut inserted = Vec::with_capacity(rows.len());
     {
         let mut ins = tx.prepare_cached(&INSERT_EVENT)?;
         let mut ins_tag = tx.prepare_cached(INSERT_TAG)?;
         let mut deltas = Deltas::default();
         for r in &rows {
+            let t1 = std::time::Instant::now();
             r.bind(&mut ins)?;
             // ON CONFLICT DO NOTHING: zero changes means the id was already stored (possibly
             // earlier in this very batch).
@@ -249,11 +268,14 @@ pub(super) fn insert(conn: &mut Connection, events: &[UsageEvent]) -> Result<Vec
                 continue;
             }
             let seq = tx.last_insert_rowid();
+            add(1, t1);
+            let t2 = std::time::Instant::now();
             if std::env::var("XP").as_deref() != Ok("events") {
                 for (k, v) in &r.e.tags {
                     ins_tag.execute(params![seq, k, v, r.ts_ms, r.e.user_id])?;
                 }
             }
+            add(2, t2);
             deltas.add(r.e, r.ts_ms, &r.sums, 1);
             inserted.push(true);
         }
