@@ -21,7 +21,7 @@ use super::rollup::{add_events_sql, add_tags_sql};
 /// rollup cells sorted by key (the GROUP BY … ORDER BY makes each upsert read all of `ins`
 /// first). Two inserts racing on overlapping ids or cells therefore wait for each other
 /// instead of deadlocking.
-pub(super) static INSERT: LazyLock<String> = LazyLock::new(|| {
+static INSERT: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH ins AS ({events} RETURNING *), \
          tag_rows AS (SELECT e.*, t.key AS tag_key, t.value AS tag_value \

@@ -6,8 +6,8 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
+use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool};
-use sqlx::{Executor, Row};
 use usage_core::event::UsageEvent;
 use usage_core::pricing::PriceCatalog;
 use usage_core::query::TimeRange;
@@ -200,10 +200,11 @@ async fn purge_tx(pool: &PgPool, cut: i64, opts: &RunOptions, done: &mut u64) ->
 /// rewritten cannot change underneath (readers are not blocked). Tables are locked in the order
 /// inserts lock them, so this never deadlocks with an insert.
 async fn lock_for_rewrite(conn: &mut PgConnection, op: &'static str) -> Result<()> {
-    conn.execute(
+    sqlx::raw_sql(
         "LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE; \
          LOCK TABLE rollup_events, rollup_tags IN EXCLUSIVE MODE",
     )
+    .execute(conn)
     .await
     .map_err(db_err(op))?;
     Ok(())

@@ -1,6 +1,6 @@
 //! The hourly rollups: the sum columns (one per [`Totals`] field), the SQL that sums raw events
-//! or rollup rows into them, and [`Delta`], a batch's changes pre-aggregated in Rust and
-//! upserted in key order so concurrent writers lock rollup rows in the same order.
+//! or rollup rows into them (inserts and rebuilds), and [`Delta`], the signed changes a
+//! reprice makes, pre-aggregated in Rust and upserted in key order.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -202,7 +202,9 @@ fn add_into(into: &mut Sums, s: &Sums, sign: i64) -> Result<()> {
     Ok(())
 }
 
-/// Changes to both rollup tables, keyed (and so sorted) by cell.
+/// Signed changes to both rollup tables, keyed (and so sorted) by cell. Only reprices use it,
+/// under table locks that keep inserts out, so its (bytewise) cell order need not match the
+/// (collation) order inserts lock cells in.
 #[derive(Debug, Default)]
 pub(super) struct Delta {
     events: BTreeMap<EventCell, Sums>,
