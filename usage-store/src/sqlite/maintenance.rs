@@ -12,7 +12,7 @@ use usage_core::{Error, Usd};
 
 use super::Fail;
 use super::codec::{EventRow, TOTALS_COLS, event_from_row, event_select, from_ms, ms};
-use super::write::{DAY_MS, Deltas, HOUR_MS, Level, floor_sql, floor_to};
+use super::write::{Deltas, HOUR_MS, floor_sql, floor_to};
 
 /// Cell start bounds meaning "all time" (far outside any real timestamp, and safe to round).
 pub(super) const ALL_TIME: (i64, i64) = (-(1 << 62), 1 << 62);
@@ -215,7 +215,8 @@ pub(super) fn purge(
     })
 }
 
-fn rebuild_sql(level: Level) -> (String, String) {
+/// The statements that add the rollups of the raw events in `[?1, ?2)`.
+fn rebuild_sql() -> (String, String) {
     let sums = |prefix: &str| {
         [
             "COUNT(*)".to_owned(),
@@ -258,15 +259,15 @@ fn rebuild_sql(level: Level) -> (String, String) {
         .collect::<Vec<_>>()
         .join(", ");
     let cols = TOTALS_COLS.join(", ");
-    let time = level.col();
+    let time = "hour_ms";
     // `WHERE` before `ON CONFLICT` also keeps SQLite's upsert parser unambiguous.
     let events = format!(
         "INSERT INTO {t} ({time}, user_id, provider, model_key, status, {cols})
          SELECT {hour}, COALESCE(user_id, ''), provider, model_key, status, {sums}
          FROM events WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY 1, 2, 3, 4, 5
          ON CONFLICT ({time}, user_id, provider, model_key, status) DO UPDATE SET {sets}",
-        t = level.events_table(),
-        hour = floor_sql("ts_ms", level.ms()),
+        t = "rollup_events",
+        hour = floor_sql("ts_ms", HOUR_MS),
         sums = sums(""),
     );
     let tags = format!(
@@ -275,47 +276,11 @@ fn rebuild_sql(level: Level) -> (String, String) {
          FROM event_tags g JOIN events e ON e.seq = g.seq
          WHERE e.ts_ms >= ?1 AND e.ts_ms < ?2 GROUP BY 1, 2, 3, 4
          ON CONFLICT ({time}, key, value, user_id) DO UPDATE SET {sets}",
-        t = level.tags_table(),
-        hour = floor_sql("e.ts_ms", level.ms()),
+        t = "rollup_tags",
+        hour = floor_sql("e.ts_ms", HOUR_MS),
         sums = sums("e."),
     );
     (events, tags)
-}
-
-/// Day cells re-derived from the hour cells of `[start, end)` (whole days).
-fn derive_days(conn: &Connection, start: i64, end: i64) -> Result<(), Fail> {
-    let sums = TOTALS_COLS
-        .iter()
-        .map(|c| format!("SUM({c})"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let cols = TOTALS_COLS.join(", ");
-    let day = floor_sql("hour_ms", DAY_MS);
-    conn.execute(
-        "DELETE FROM rollup_events_daily WHERE day_ms >= ?1 AND day_ms < ?2",
-        [start, end],
-    )?;
-    conn.execute(
-        "DELETE FROM rollup_tags_daily WHERE day_ms >= ?1 AND day_ms < ?2",
-        [start, end],
-    )?;
-    conn.execute(
-        &format!(
-            "INSERT INTO rollup_events_daily (day_ms, user_id, provider, model_key, status, {cols})
-             SELECT {day}, user_id, provider, model_key, status, {sums} FROM rollup_events
-             WHERE hour_ms >= ?1 AND hour_ms < ?2 GROUP BY 1, 2, 3, 4, 5"
-        ),
-        [start, end],
-    )?;
-    conn.execute(
-        &format!(
-            "INSERT INTO rollup_tags_daily (day_ms, key, value, user_id, {cols})
-             SELECT {day}, key, value, user_id, {sums} FROM rollup_tags
-             WHERE hour_ms >= ?1 AND hour_ms < ?2 GROUP BY 1, 2, 3, 4"
-        ),
-        [start, end],
-    )?;
-    Ok(())
 }
 
 /// Recomputes the rollups of `range` (whole hours; all time when `None`) from raw events,
@@ -338,7 +303,7 @@ pub(super) fn rebuild(
             value: (),
         });
     }
-    let (events_sql, tags_sql) = rebuild_sql(Level::Hour);
+    let (events_sql, tags_sql) = rebuild_sql();
     tx.execute(
         "DELETE FROM rollup_events WHERE hour_ms >= ?1 AND hour_ms < ?2",
         [start, end],
@@ -383,9 +348,8 @@ pub(super) fn rebuild(
         cur = next;
         opts.report(done, Some(total));
     }
-    derive_days(&tx, floor_to(start, DAY_MS), -floor_to(-end, DAY_MS))?;
     tx.commit()?;
-    let mut detail = format!("rebuilt hourly and daily rollups from {done} raw events");
+    let mut detail = format!("rebuilt the rollups from {done} raw events");
     if clipped && let Some(h) = horizon {
         detail.push_str(&format!(
             "; started at the purge horizon {} (older raw events are gone)",

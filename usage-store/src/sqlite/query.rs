@@ -1,5 +1,5 @@
 //! Reading: events by id or in `(timestamp, id)` order, and the primitive aggregates of the
-//! store contract, from raw events or from the hourly/daily rollups. Every value from a
+//! store contract, from raw events or from the hourly rollups. Every value from a
 //! request (tag keys included) is a bound parameter; only fixed column names and integers
 //! computed here are ever part of the SQL text.
 
@@ -16,7 +16,7 @@ use usage_core::store::{
 
 use super::Fail;
 use super::codec::{Sums, TOTALS_COLS, ceil_ms, event_from_row, event_select, from_ms, ms};
-use super::write::{DAY_MS, HOUR_MS, Level, floor_sql, floor_to};
+use super::write::{HOUR_MS, floor_sql};
 
 /// Sums per (group values, grain start in ms).
 type Cells = HashMap<(Vec<Option<String>>, Option<i64>), Sums>;
@@ -163,14 +163,13 @@ fn group_by_sql(n: usize) -> String {
     format!(" GROUP BY {}", cols.join(", "))
 }
 
-/// Reads `(group…, grain, sums…)` rows into `cells`, multiplied by `sign`.
+/// Reads `(group…, grain, sums…)` rows into `cells`.
 fn collect(
     conn: &Connection,
     sql: &str,
     params: &[Value],
     n_groups: usize,
     measure: Measure,
-    sign: i64,
     cells: &mut Cells,
 ) -> Result<(), Fail> {
     let mut stmt = conn.prepare_cached(sql)?;
@@ -190,7 +189,7 @@ fn collect(
             }
             Measure::Count => s.0[0] = row.get::<_, Option<i64>>(n_groups + 1)?.unwrap_or(0),
         }
-        cells.entry((group, grain)).or_default().add(&s, sign);
+        cells.entry((group, grain)).or_default().add(&s, 1);
     }
     Ok(())
 }
@@ -219,12 +218,12 @@ fn raw_cells(
         group_by_sql(n_keys)
     );
     let mut cells = Cells::new();
-    collect(conn, &text, &sql.params, group.len(), m, 1, &mut cells)?;
+    collect(conn, &text, &sql.params, group.len(), m, &mut cells)?;
     cells.retain(|_, s| s.requests() > 0);
     Ok(cells)
 }
 
-/// Which rollup table a piece of a rollup request reads.
+/// Which rollup table a rollup request reads.
 #[derive(Clone, Copy)]
 enum Rollup<'a> {
     Events,
@@ -233,112 +232,6 @@ enum Rollup<'a> {
         key: &'a str,
         value: Option<&'a str>,
     },
-}
-
-struct RollupPiece<'a> {
-    level: Level,
-    table: Rollup<'a>,
-    /// Half-open range of cell start times.
-    range: Option<(i64, i64)>,
-}
-
-fn rollup_piece_cells(
-    conn: &Connection,
-    p: &RollupPiece<'_>,
-    filter: &Filter,
-    group: &[Dimension],
-    grain: Option<i64>,
-    m: Measure,
-    cells: &mut Cells,
-) -> Result<(), Fail> {
-    let (table, is_tags) = match p.table {
-        Rollup::Events => (p.level.events_table(), false),
-        Rollup::Tags { .. } => (p.level.tags_table(), true),
-    };
-    let time = p.level.col();
-    let mut cols: Vec<String> = group
-        .iter()
-        .map(|d| match d {
-            Dimension::User => "NULLIF(user_id, '')".to_owned(),
-            Dimension::Provider if !is_tags => "provider".to_owned(),
-            Dimension::Model if !is_tags => "model_key".to_owned(),
-            Dimension::Status if !is_tags => "status".to_owned(),
-            Dimension::Tag(_) if is_tags => "value".to_owned(),
-            _ => "NULL".to_owned(),
-        })
-        .collect();
-    cols.push(grain.map_or_else(|| "NULL".to_owned(), |g| floor_sql(time, g)));
-    match m {
-        Measure::All => cols.extend(TOTALS_COLS.iter().map(|c| format!("SUM({c})"))),
-        Measure::Count => cols.push("SUM(requests)".into()),
-    }
-    let mut conds = vec!["requests > 0".to_owned()];
-    let mut params: Vec<Value> = Vec::new();
-    let mut cond = |sql: String, v: Value| {
-        conds.push(sql);
-        params.push(v);
-    };
-    if let Some((s, e)) = p.range {
-        cond(format!("{time} >= ?"), Value::Integer(s));
-        cond(format!("{time} < ?"), Value::Integer(e));
-    }
-    if let Rollup::Tags { key, value } = p.table {
-        cond("key = ?".into(), Value::Text(key.to_owned()));
-        if let Some(v) = value {
-            cond("value = ?".into(), Value::Text(v.to_owned()));
-        }
-    }
-    if let Some(u) = &filter.user_id {
-        // A missing user is stored as '': an empty id must match nothing, as in raw events.
-        cond(
-            "user_id = ? AND user_id <> ''".into(),
-            Value::Text(u.clone()),
-        );
-    }
-    if !is_tags {
-        if let Some(v) = &filter.model {
-            cond("model_key = ?".into(), Value::Text(v.clone()));
-        }
-        if let Some(v) = &filter.provider {
-            cond("provider = ?".into(), Value::Text(v.clone()));
-        }
-        if let Some(v) = filter.status {
-            cond("status = ?".into(), Value::Text(v.as_str().to_owned()));
-        }
-    }
-    let n_keys = group.len() + usize::from(grain.is_some());
-    let text = format!(
-        "SELECT {} FROM {table} WHERE {}{}",
-        cols.join(", "),
-        conds.join(" AND "),
-        group_by_sql(n_keys)
-    );
-    collect(conn, &text, &params, group.len(), m, 1, cells)
-}
-
-/// The levels covering `range` (cell start times, ms): whole UTC days from the daily rollup
-/// when the grain allows it, the ragged hours at either end from the hourly one.
-fn pieces(range: Option<(i64, i64)>, grain: Option<i64>) -> Vec<(Level, Option<(i64, i64)>)> {
-    let daily = grain.is_none_or(|g| g % DAY_MS == 0);
-    let Some((s, e)) = range else {
-        return vec![(if daily { Level::Day } else { Level::Hour }, None)];
-    };
-    if !daily {
-        return vec![(Level::Hour, Some((s, e)))];
-    }
-    let (ds, de) = (-floor_to(-s, DAY_MS), floor_to(e, DAY_MS));
-    if ds >= de {
-        return vec![(Level::Hour, Some((s, e)))];
-    }
-    let mut out = Vec::with_capacity(3);
-    if s < ds {
-        out.push((Level::Hour, Some((s, ds))));
-    }
-    out.push((Level::Day, Some((ds, de))));
-    if de < e {
-        out.push((Level::Hour, Some((de, e))));
-    }
-    out
 }
 
 fn rollup_cells(
@@ -373,39 +266,80 @@ fn rollup_cells(
         )
         .into());
     }
-    let tag = dims.iter().find_map(|d| match d {
+    // Only events carrying the tag are in the tag rollup; the engine derives the untagged
+    // group itself (see `usage_core::store::rollup_can_serve`).
+    let table = match dims.iter().find_map(|d| match d {
         Dimension::Tag(k) => Some(k.as_str()),
         _ => None,
-    });
-    // Cells are included when their start lies in the range, which is exact for the
-    // whole-hour ranges the engine asks rollups for.
-    let range = filter.range.map(|r| (ceil_ms(r.start), ceil_ms(r.end)));
-    let mut cells = Cells::new();
-    for (level, range) in pieces(range, grain) {
-        let piece = |table| RollupPiece {
-            level,
-            table,
-            range,
-        };
-        match tag {
-            None => rollup_piece_cells(
-                conn,
-                &piece(Rollup::Events),
-                filter,
-                group,
-                grain,
-                m,
-                &mut cells,
-            )?,
-            Some(key) => {
-                let value = filter.tags.get(key).map(String::as_str);
-                let tagged = Rollup::Tags { key, value };
-                // Only events carrying the tag: the engine derives the untagged group (see
-                // `usage_core::store::rollup_can_serve`).
-                rollup_piece_cells(conn, &piece(tagged), filter, group, grain, m, &mut cells)?;
-            }
+    }) {
+        None => Rollup::Events,
+        Some(key) => Rollup::Tags {
+            key,
+            value: filter.tags.get(key).map(String::as_str),
+        },
+    };
+    let (name, is_tags) = match table {
+        Rollup::Events => ("rollup_events", false),
+        Rollup::Tags { .. } => ("rollup_tags", true),
+    };
+    let mut cols: Vec<String> = group
+        .iter()
+        .map(|d| match d {
+            Dimension::User => "NULLIF(user_id, '')".to_owned(),
+            Dimension::Provider if !is_tags => "provider".to_owned(),
+            Dimension::Model if !is_tags => "model_key".to_owned(),
+            Dimension::Status if !is_tags => "status".to_owned(),
+            Dimension::Tag(_) if is_tags => "value".to_owned(),
+            _ => "NULL".to_owned(),
+        })
+        .collect();
+    cols.push(grain.map_or_else(|| "NULL".to_owned(), |g| floor_sql("hour_ms", g)));
+    match m {
+        Measure::All => cols.extend(TOTALS_COLS.iter().map(|c| format!("SUM({c})"))),
+        Measure::Count => cols.push("SUM(requests)".into()),
+    }
+    let mut conds = vec!["requests > 0".to_owned()];
+    let mut params: Vec<Value> = Vec::new();
+    let mut cond = |sql: &str, v: Value| {
+        conds.push(sql.to_owned());
+        params.push(v);
+    };
+    // A cell is included when its hour starts in the range: exact for the whole-hour ranges
+    // the engine asks rollups for.
+    if let Some(r) = filter.range {
+        cond("hour_ms >= ?", Value::Integer(ceil_ms(r.start)));
+        cond("hour_ms < ?", Value::Integer(ceil_ms(r.end)));
+    }
+    if let Rollup::Tags { key, value } = table {
+        cond("key = ?", Value::Text(key.to_owned()));
+        if let Some(v) = value {
+            cond("value = ?", Value::Text(v.to_owned()));
         }
     }
+    if let Some(u) = &filter.user_id {
+        // A missing user is stored as '': an empty id must match nothing, as in raw events.
+        cond("user_id = ? AND user_id <> ''", Value::Text(u.clone()));
+    }
+    if !is_tags {
+        if let Some(v) = &filter.model {
+            cond("model_key = ?", Value::Text(v.clone()));
+        }
+        if let Some(v) = &filter.provider {
+            cond("provider = ?", Value::Text(v.clone()));
+        }
+        if let Some(v) = filter.status {
+            cond("status = ?", Value::Text(v.as_str().to_owned()));
+        }
+    }
+    let n_keys = group.len() + usize::from(grain.is_some());
+    let text = format!(
+        "SELECT {} FROM {name} WHERE {}{}",
+        cols.join(", "),
+        conds.join(" AND "),
+        group_by_sql(n_keys)
+    );
+    let mut cells = Cells::new();
+    collect(conn, &text, &params, group.len(), m, &mut cells)?;
     cells.retain(|_, s| s.requests() > 0);
     Ok(cells)
 }

@@ -1,5 +1,5 @@
 //! SQLite-specific behaviour: opening files safely, migrations, concurrency across instances,
-//! rollups (hourly and daily) against raw events, and the all-or-nothing maintenance runs.
+//! rollups against raw events, and the all-or-nothing maintenance runs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -240,8 +240,6 @@ fn dump(path: &Path) -> Vec<String> {
         "event_tags",
         "rollup_events",
         "rollup_tags",
-        "rollup_events_daily",
-        "rollup_tags_daily",
         "meta",
     ] {
         let mut stmt = conn
@@ -655,7 +653,7 @@ async fn raw_aggregates_follow_filter_semantics_exactly() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn rollups_equal_raw_hourly_and_daily() {
+async fn rollups_equal_raw() {
     let db = TempDb::new("rollups");
     let store = open(&db);
     let events = corpus(800, 23);
@@ -1209,7 +1207,7 @@ async fn reprice_dry_run_writes_nothing_and_the_real_run_matches_it() {
     );
     let conn = rusqlite::Connection::open(db.path()).expect("conn");
     let empty: i64 = conn
-        .query_row("SELECT (SELECT COUNT(*) FROM rollup_events WHERE requests = 0) + (SELECT COUNT(*) FROM rollup_events_daily WHERE requests = 0)", [], |r| r.get(0))
+        .query_row("SELECT (SELECT COUNT(*) FROM rollup_events WHERE requests = 0) + (SELECT COUNT(*) FROM rollup_tags WHERE requests = 0)", [], |r| r.get(0))
         .expect("count");
     assert_eq!(empty, 0);
 
@@ -1289,11 +1287,19 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// Insert throughput against a store already holding a million events. Run with
 /// `cargo test -p usage-store --release --lib sqlite::tests::insert_benchmark -- --ignored --nocapture`.
+/// Ids are time-ordered like the tracker's generated `evt_<uuid v7>`; set
+/// `USAGE_BENCH_RANDOM_IDS=1` for random provider-style ids, the worst case for the id index.
+/// `USAGE_BENCH_FILL` sets how many thousand events to load first (default 1,000).
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a benchmark: slow, run on demand in release mode"]
 async fn insert_benchmark() {
     let db = TempDb::new("bench");
     let store = open(&db);
+    let random_ids = std::env::var("USAGE_BENCH_RANDOM_IDS").is_ok_and(|v| v == "1");
+    let fill: usize = std::env::var("USAGE_BENCH_FILL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
     let users: Vec<String> = (0..200).map(|i| format!("user-{i}")).collect();
     let models = [
         "claude-sonnet-4-5",
@@ -1307,14 +1313,16 @@ async fn insert_benchmark() {
         (0..n)
             .map(|_| {
                 seq += 1;
-                let mut e = ev(
-                    &format!(
+                let id = if random_ids {
+                    format!(
                         "msg_{:016x}{:08x}",
                         seq.wrapping_mul(0x9e37_79b9_7f4a_7c15),
                         seq
-                    ),
-                    base_ms() + (seq as i64) * 2_500,
-                );
+                    )
+                } else {
+                    format!("evt_{seq:032x}")
+                };
+                let mut e = ev(&id, base_ms() + (seq as i64) * 2_500);
                 e.user_id = Some(users[(seq % 200) as usize].clone());
                 e.model = models[(seq % 5) as usize].into();
                 e.tags.insert("workflow".into(), format!("wf-{}", seq % 7));
@@ -1331,29 +1339,24 @@ async fn insert_benchmark() {
             })
             .collect()
     };
-    let fill = std::time::Instant::now();
-    let fill_n: usize = std::env::var("FILL")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000);
-    for _ in 0..fill_n {
+    let t = std::time::Instant::now();
+    for _ in 0..fill {
         store.insert(&make(1_000)).await.expect("insert");
     }
-    eprintln!("filled 1,000,000 events in {:?}", fill.elapsed());
+    eprintln!("loaded {} events in {:?}", fill * 1_000, t.elapsed());
+
     let batches: Vec<Vec<UsageEvent>> = (0..100).map(|_| make(1_000)).collect();
-    let t = std::time::Instant::now();
-    let cpu = cpu_secs();
+    let (t, cpu) = (std::time::Instant::now(), cpu_secs());
     for b in &batches {
         store.insert(b).await.expect("insert");
     }
-    let secs = t.elapsed().as_secs_f64();
-    let cpu = cpu_secs() - cpu;
-    store.insert(&make(999)).await.expect("insert");
+    let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_secs() - cpu);
     eprintln!(
-        "batched: {:.0} events/s wall, {:.0} events/s of CPU time (100 x 1,000 into the filled store)",
+        "batched: {:.0} events/s wall clock, {:.0} events/s per CPU second (100 calls of 1,000)",
         100_000.0 / secs,
         100_000.0 / cpu
     );
+
     let singles: Vec<Vec<UsageEvent>> = (0..2_000).map(|_| make(1)).collect();
     let mut times = Vec::with_capacity(singles.len());
     for s in &singles {
@@ -1362,19 +1365,19 @@ async fn insert_benchmark() {
         times.push(t.elapsed());
     }
     times.sort();
-    let _ = cpu;
     eprintln!(
         "single insert: median {:?}, p99 {:?}",
         times[times.len() / 2],
         times[times.len() * 99 / 100]
     );
-    let t = std::time::Instant::now();
+
     let req = AggregateRequest {
         filter: Filter::default(),
         group_by: vec![Dimension::User, Dimension::Model],
         grain_secs: Some(86_400),
         source: Source::Rollup,
     };
+    let t = std::time::Instant::now();
     let rows = store.aggregate(&req).await.expect("aggregate");
     eprintln!(
         "rollup aggregate by user, model, day over all time: {} rows in {:?}",
