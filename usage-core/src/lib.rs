@@ -27,6 +27,7 @@ pub mod extract;
 pub mod money;
 pub mod pricing;
 pub mod query;
+pub mod quota;
 pub mod store;
 pub mod tokens;
 

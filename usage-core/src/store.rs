@@ -283,7 +283,7 @@ pub struct RepriceReport {
 /// The storage contract. All methods are safe to call from many tasks at once, and every
 /// write is atomic: it happens completely or not at all.
 #[async_trait]
-pub trait Store: Send + Sync + fmt::Debug {
+pub trait Store: QuotaStore + Send + Sync + fmt::Debug {
     /// `"sqlite"`, `"postgres"` or `"memory"`.
     fn backend(&self) -> &'static str;
 
@@ -342,4 +342,146 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Flushes and releases resources. Later calls fail.
     async fn close(&self) -> Result<()>;
+}
+
+/// One quota to hold against in a reservation: the quota, its window's range at the time of
+/// the reservation, and the amount (in the quota's metric) to hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldRequest {
+    /// The quota (hard or soft; only hard ones can refuse).
+    pub quota: crate::quota::Quota,
+    /// The range usage is counted over (the quota's window at `now`).
+    pub range: TimeRange,
+    /// What to hold, in the quota's metric.
+    pub amount: rust_decimal::Decimal,
+}
+
+/// An atomic, all-or-nothing reservation against several quotas at once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReserveRequest {
+    /// The reservation's id (unique; chosen by the caller).
+    pub id: String,
+    /// The quotas to check and hold against.
+    pub holds: Vec<HoldRequest>,
+    /// The instant of the reservation: holds expiring at or before it do not count.
+    pub now: DateTime<Utc>,
+    /// When this reservation's holds stop counting if neither committed nor released.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Where a quota stood when a reservation was checked against it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaUse {
+    /// The quota's id.
+    pub quota_id: String,
+    /// Recorded usage in the window.
+    pub used: rust_decimal::Decimal,
+    /// Outstanding holds of other reservations (not expired, not committed or released).
+    pub held: rust_decimal::Decimal,
+    /// What this reservation asked for.
+    pub requested: rust_decimal::Decimal,
+    /// The limit.
+    pub limit: rust_decimal::Decimal,
+}
+
+/// A reservation's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationState {
+    /// Holding (until `expires_at`).
+    Held,
+    /// Committed: its events were recorded and the holds dropped.
+    Committed,
+    /// Released: the holds dropped, nothing recorded.
+    Released,
+}
+
+/// A granted reservation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// Its id.
+    pub id: String,
+    /// When its holds stop counting.
+    pub expires_at: DateTime<Utc>,
+    /// Where each quota stood at the time of the reservation.
+    pub uses: Vec<QuotaUse>,
+}
+
+/// An alert: a quota's usage reached a threshold in a window. Stored once per (quota, window
+/// start, threshold), however many processes notice the crossing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// The quota's id.
+    pub quota_id: String,
+    /// The quota's subject.
+    pub subject: crate::quota::Subject,
+    /// The window's start (for rolling and lifetime windows, see `Tracker` docs).
+    pub window_start: DateTime<Utc>,
+    /// The threshold's name.
+    pub threshold: String,
+    /// The threshold's percentage.
+    pub percent: rust_decimal::Decimal,
+    /// Usage when it was noticed.
+    pub used: rust_decimal::Decimal,
+    /// The limit then.
+    pub limit: rust_decimal::Decimal,
+    /// When it was noticed.
+    pub at: DateTime<Utc>,
+}
+
+/// The usage `quota` counts over `range`, as the primitive requests to sum: rollups for the
+/// whole hours, raw events for the ragged edges. Backends run these inside their reservation
+/// transaction and add up `quota.metric.amount(&totals)`.
+pub fn quota_usage_requests(
+    quota: &crate::quota::Quota,
+    range: TimeRange,
+) -> Vec<AggregateRequest> {
+    let filter = Filter {
+        range: Some(range),
+        ..quota.subject.filter()
+    };
+    crate::query::engine::plan_requests(&filter, &[], None)
+}
+
+/// Quotas, reservations and alerts: the part of the store that enforces budgets. Every method
+/// is atomic; `reserve` is serialised against every other `reserve` and `commit_reservation`
+/// touching the same quotas, across threads, processes and servers.
+#[async_trait]
+pub trait QuotaStore: Send + Sync {
+    /// Creates or replaces a quota (by id). Usage already recorded keeps counting.
+    async fn put_quota(&self, quota: &crate::quota::Quota) -> Result<()>;
+
+    /// Every quota, by id.
+    async fn quotas(&self) -> Result<Vec<crate::quota::Quota>>;
+
+    /// Deletes a quota; true when there was one. Its outstanding holds stop counting.
+    async fn delete_quota(&self, id: &str) -> Result<bool>;
+
+    /// The sum of outstanding holds on a quota at `now` (held, not expired).
+    async fn held(&self, quota_id: &str, now: DateTime<Utc>) -> Result<rust_decimal::Decimal>;
+
+    /// Atomically: for every hold, computes used (via [`quota_usage_requests`]) and the other
+    /// reservations' outstanding holds; if any *hard* quota would pass its limit
+    /// (`used + held + amount > limit`), fails with [`crate::Error::QuotaExceeded`] naming the
+    /// first such quota (in `holds` order) and stores nothing; otherwise stores every hold.
+    /// Reusing an existing reservation id is an [`crate::Error::InvalidArgument`].
+    async fn reserve(&self, req: &ReserveRequest) -> Result<Reservation>;
+
+    /// Records `events` (as [`Store::insert`]) and drops the reservation's holds in one
+    /// transaction. Idempotent: committing an already committed reservation changes nothing
+    /// and returns `false` for every event. Committing a released one, or an unknown id, is an
+    /// error ([`crate::Error::InvalidArgument`] / [`crate::Error::NotFound`]). An expired hold
+    /// can still be committed: its events are recorded.
+    async fn commit_reservation(&self, id: &str, events: &[UsageEvent]) -> Result<Vec<bool>>;
+
+    /// Drops the holds without recording anything. Idempotent: true the first time, false
+    /// after (also after a commit). An unknown id is [`crate::Error::NotFound`].
+    async fn release_reservation(&self, id: &str) -> Result<bool>;
+
+    /// Stores an alert unless one with the same (quota, window start, threshold) exists;
+    /// true when this call stored it.
+    async fn insert_alert(&self, alert: &Alert) -> Result<bool>;
+
+    /// Alerts noticed at or after `since`, oldest first, at most `limit`.
+    async fn alerts(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<Alert>>;
 }

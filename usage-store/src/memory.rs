@@ -7,12 +7,18 @@ use std::sync::RwLock;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use usage_core::event::{EventId, UsageEvent};
 use usage_core::pricing::PriceCatalog;
 use usage_core::query::{Dimension, Filter, TimeRange, Totals};
+use usage_core::quota::Quota;
 use usage_core::store::{
     AggregateRequest, AggregateRow, Cursor, DistinctRow, LatencyRow, RepriceReport, RunKind,
     RunOptions, RunOutcome, RunRecord, Source, Store,
+};
+use usage_core::store::{
+    Alert, QuotaStore, QuotaUse, Reservation, ReservationState, ReserveRequest,
+    quota_usage_requests,
 };
 use usage_core::{Error, Result};
 
@@ -36,6 +42,7 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: RwLock<Inner>,
+    quota: std::sync::Mutex<QuotaState>,
 }
 
 fn hour_of(ms: i64) -> i64 {
@@ -226,6 +233,45 @@ impl Inner {
     }
 }
 
+impl Inner {
+    fn aggregate(&self, req: &AggregateRequest) -> Vec<AggregateRow> {
+        let g = self;
+        let mut acc: BTreeMap<(Vec<Option<String>>, Option<DateTime<Utc>>), Totals> =
+            BTreeMap::new();
+        match req.source {
+            Source::Raw => {
+                for e in g.raw(&req.filter) {
+                    let group = req
+                        .group_by
+                        .iter()
+                        .map(|d| d.value_of(e).map(str::to_owned))
+                        .collect();
+                    let gs = grain_start(e.timestamp.timestamp_millis(), req.grain_secs);
+                    acc.entry((group, gs)).or_default().merge(&Totals::of(e));
+                }
+            }
+            Source::Rollup => {
+                for (c, t) in g.cells(req, None) {
+                    if c.matches(&req.filter) {
+                        let group = req.group_by.iter().map(|d| c.value(d)).collect();
+                        acc.entry((group, grain_start(c.hour, req.grain_secs)))
+                            .or_default()
+                            .merge(t);
+                    }
+                }
+            }
+        }
+        acc.into_iter()
+            .filter(|(_, t)| t.requests > 0)
+            .map(|((group, grain_start), totals)| AggregateRow {
+                group,
+                grain_start,
+                totals,
+            })
+            .collect()
+    }
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     fn backend(&self) -> &'static str {
@@ -233,28 +279,7 @@ impl Store for MemoryStore {
     }
 
     async fn insert(&self, events: &[UsageEvent]) -> Result<Vec<bool>> {
-        let mut g = self
-            .inner
-            .write()
-            .map_err(|_| Error::store("memory", "insert", "lock poisoned"))?;
-        if g.closed {
-            return Err(closed());
-        }
-        let mut out = Vec::with_capacity(events.len());
-        for e in events {
-            if g.ids.contains_key(e.id.as_str()) {
-                out.push(false);
-                continue;
-            }
-            let mut e = e.clone();
-            let ms = e.timestamp.timestamp_millis();
-            e.timestamp = ms_to_time(ms);
-            g.ids.insert(e.id.as_str().to_owned(), ms);
-            g.add_rollups(&e, 1);
-            g.events.insert((ms, e.id.as_str().to_owned()), e);
-            out.push(true);
-        }
-        Ok(out)
+        self.insert_now(events)
     }
 
     async fn get(&self, id: &EventId) -> Result<Option<UsageEvent>> {
@@ -309,40 +334,7 @@ impl Store for MemoryStore {
         if g.closed {
             return Err(closed());
         }
-        let mut acc: BTreeMap<(Vec<Option<String>>, Option<DateTime<Utc>>), Totals> =
-            BTreeMap::new();
-        match req.source {
-            Source::Raw => {
-                for e in g.raw(&req.filter) {
-                    let group = req
-                        .group_by
-                        .iter()
-                        .map(|d| d.value_of(e).map(str::to_owned))
-                        .collect();
-                    let gs = grain_start(e.timestamp.timestamp_millis(), req.grain_secs);
-                    acc.entry((group, gs)).or_default().merge(&Totals::of(e));
-                }
-            }
-            Source::Rollup => {
-                for (c, t) in g.cells(req, None) {
-                    if c.matches(&req.filter) {
-                        let group = req.group_by.iter().map(|d| c.value(d)).collect();
-                        acc.entry((group, grain_start(c.hour, req.grain_secs)))
-                            .or_default()
-                            .merge(t);
-                    }
-                }
-            }
-        }
-        Ok(acc
-            .into_iter()
-            .filter(|(_, t)| t.requests > 0)
-            .map(|((group, grain_start), totals)| AggregateRow {
-                group,
-                grain_start,
-                totals,
-            })
-            .collect())
+        Ok(g.aggregate(req))
     }
 
     async fn distinct(
@@ -673,5 +665,214 @@ fn clip(range: Option<TimeRange>, horizon: Option<DateTime<Utc>>) -> Option<Time
             end: DateTime::<Utc>::MAX_UTC,
         }),
         (r, None) => r,
+    }
+}
+
+/// A reservation held in memory.
+#[derive(Debug, Clone)]
+struct MemReservation {
+    state: ReservationState,
+    expires_at: DateTime<Utc>,
+    holds: Vec<(String, Decimal)>,
+}
+
+#[derive(Debug, Default)]
+struct QuotaState {
+    quotas: BTreeMap<String, Quota>,
+    reservations: HashMap<String, MemReservation>,
+    alerts: Vec<Alert>,
+    alert_keys: std::collections::HashSet<(String, i64, String)>,
+}
+
+impl QuotaState {
+    fn held(&self, quota_id: &str, now: DateTime<Utc>, except: Option<&str>) -> Decimal {
+        self.reservations
+            .iter()
+            .filter(|(id, r)| {
+                r.state == ReservationState::Held
+                    && r.expires_at > now
+                    && Some(id.as_str()) != except
+            })
+            .flat_map(|(_, r)| r.holds.iter())
+            .filter(|(q, _)| q == quota_id)
+            .map(|(_, a)| *a)
+            .sum()
+    }
+}
+
+impl MemoryStore {
+    fn insert_now(&self, events: &[UsageEvent]) -> Result<Vec<bool>> {
+        let mut g = self
+            .inner
+            .write()
+            .map_err(|_| Error::store("memory", "insert", "lock poisoned"))?;
+        if g.closed {
+            return Err(closed());
+        }
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            if g.ids.contains_key(e.id.as_str()) {
+                out.push(false);
+                continue;
+            }
+            let mut e = e.clone();
+            let ms = e.timestamp.timestamp_millis();
+            e.timestamp = ms_to_time(ms);
+            g.ids.insert(e.id.as_str().to_owned(), ms);
+            g.add_rollups(&e, 1);
+            g.events.insert((ms, e.id.as_str().to_owned()), e);
+            out.push(true);
+        }
+        Ok(out)
+    }
+
+    fn quota_state(&self) -> Result<std::sync::MutexGuard<'_, QuotaState>> {
+        self.quota
+            .lock()
+            .map_err(|_| Error::store("memory", "quota", "lock poisoned"))
+    }
+}
+
+#[async_trait]
+impl QuotaStore for MemoryStore {
+    async fn put_quota(&self, quota: &Quota) -> Result<()> {
+        quota.validate()?;
+        self.quota_state()?
+            .quotas
+            .insert(quota.id.clone(), quota.clone());
+        Ok(())
+    }
+
+    async fn quotas(&self) -> Result<Vec<Quota>> {
+        Ok(self.quota_state()?.quotas.values().cloned().collect())
+    }
+
+    async fn delete_quota(&self, id: &str) -> Result<bool> {
+        Ok(self.quota_state()?.quotas.remove(id).is_some())
+    }
+
+    async fn held(&self, quota_id: &str, now: DateTime<Utc>) -> Result<Decimal> {
+        Ok(self.quota_state()?.held(quota_id, now, None))
+    }
+
+    async fn reserve(&self, req: &ReserveRequest) -> Result<Reservation> {
+        // The quota lock is held across usage reading and hold writing, so reservations are
+        // serialised; the events lock is only read.
+        let mut q = self.quota_state()?;
+        if q.reservations.contains_key(&req.id) {
+            return Err(Error::argument(
+                "reservation",
+                format!("`{}` already exists", req.id),
+            ));
+        }
+        let g = self
+            .inner
+            .read()
+            .map_err(|_| Error::store("memory", "reserve", "lock poisoned"))?;
+        if g.closed {
+            return Err(closed());
+        }
+        let mut uses = Vec::with_capacity(req.holds.len());
+        for h in &req.holds {
+            let used: Decimal = quota_usage_requests(&h.quota, h.range)
+                .iter()
+                .flat_map(|r| g.aggregate(r))
+                .map(|row| h.quota.metric.amount(&row.totals))
+                .sum();
+            let held = q.held(&h.quota.id, req.now, None);
+            if h.quota.hard && used + held + h.amount > h.quota.limit {
+                return Err(Error::QuotaExceeded {
+                    quota: h.quota.id.clone(),
+                    limit: h.quota.limit,
+                    used: used + held,
+                    requested: h.amount,
+                });
+            }
+            uses.push(QuotaUse {
+                quota_id: h.quota.id.clone(),
+                used,
+                held,
+                requested: h.amount,
+                limit: h.quota.limit,
+            });
+        }
+        q.reservations.insert(
+            req.id.clone(),
+            MemReservation {
+                state: ReservationState::Held,
+                expires_at: req.expires_at,
+                holds: req
+                    .holds
+                    .iter()
+                    .map(|h| (h.quota.id.clone(), h.amount))
+                    .collect(),
+            },
+        );
+        Ok(Reservation {
+            id: req.id.clone(),
+            expires_at: req.expires_at,
+            uses,
+        })
+    }
+
+    async fn commit_reservation(&self, id: &str, events: &[UsageEvent]) -> Result<Vec<bool>> {
+        let mut q = self.quota_state()?;
+        let state = q
+            .reservations
+            .get(id)
+            .map(|r| r.state)
+            .ok_or_else(|| Error::NotFound {
+                kind: "reservation",
+                id: id.to_owned(),
+            })?;
+        match state {
+            ReservationState::Committed => Ok(vec![false; events.len()]),
+            ReservationState::Released => Err(Error::argument(
+                "reservation",
+                format!("`{id}` was released; it cannot be committed"),
+            )),
+            ReservationState::Held => {
+                let inserted = self.insert_now(events)?;
+                if let Some(r) = q.reservations.get_mut(id) {
+                    r.state = ReservationState::Committed;
+                }
+                Ok(inserted)
+            }
+        }
+    }
+
+    async fn release_reservation(&self, id: &str) -> Result<bool> {
+        let mut q = self.quota_state()?;
+        let r = q.reservations.get_mut(id).ok_or_else(|| Error::NotFound {
+            kind: "reservation",
+            id: id.to_owned(),
+        })?;
+        if r.state == ReservationState::Held {
+            r.state = ReservationState::Released;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn insert_alert(&self, alert: &Alert) -> Result<bool> {
+        let mut q = self.quota_state()?;
+        let key = (
+            alert.quota_id.clone(),
+            alert.window_start.timestamp_millis(),
+            alert.threshold.clone(),
+        );
+        if !q.alert_keys.insert(key) {
+            return Ok(false);
+        }
+        q.alerts.push(alert.clone());
+        Ok(true)
+    }
+
+    async fn alerts(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<Alert>> {
+        let q = self.quota_state()?;
+        let mut out: Vec<Alert> = q.alerts.iter().filter(|a| a.at >= since).cloned().collect();
+        out.sort_by_key(|a| a.at);
+        out.truncate(limit);
+        Ok(out)
     }
 }

@@ -60,6 +60,20 @@ fn ceil_hour(t: DateTime<Utc>) -> DateTime<Utc> {
     if f == t { t } else { f + Duration::hours(1) }
 }
 
+/// The primitive requests that together cover `filter`'s range exactly once, grouped by
+/// `group_by`: rollups for the whole hours in the middle when they can serve the dimensions
+/// involved, raw events for the ragged edges. Backends use it to count quota usage inside a
+/// transaction.
+pub fn plan_requests(
+    filter: &Filter,
+    group_by: &[Dimension],
+    grain_secs: Option<i64>,
+) -> Vec<AggregateRequest> {
+    let mut dims = filter.dimensions();
+    dims.extend(group_by.iter().cloned());
+    split(filter, &dims, grain_secs, group_by)
+}
+
 /// The requests that together cover `filter`'s range exactly once: rollups for the whole
 /// hours in the middle when they can serve `dims`, raw events for the rest.
 fn split(

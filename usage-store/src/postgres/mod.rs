@@ -7,6 +7,7 @@ mod insert;
 mod maintenance;
 mod migrate;
 mod query;
+mod quota;
 mod rollup;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@
 mod codec;
 mod maintenance;
 mod query;
+mod quota;
 mod schema;
 mod write;
 
