@@ -24,6 +24,7 @@ pub mod context;
 pub mod error;
 pub mod event;
 pub mod extract;
+pub mod forecast;
 pub mod money;
 pub mod pricing;
 pub mod query;

@@ -18,6 +18,7 @@ pub mod export;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod quotas;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod tracker;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use usage_core::store::Store;
 use usage_core::{Error, Result};
 
+pub use quotas::{AlertCallback, DEFAULT_RESERVATION_TTL, GuardContext};
 pub use tracker::{Recorded, ResponseMeta, Tracker, TrackerOptions, response_events};
 pub use writer::BatchOptions;
 

@@ -24,6 +24,8 @@ use usage_core::{Error, Result};
 
 const HOUR_MS: i64 = 3_600_000;
 
+type GroupKey = (Vec<Option<String>>, Option<DateTime<Utc>>);
+
 type EventCell = (i64, String, String, String, String); // hour, user ('' = none), provider, model, status
 type TagCell = (i64, String, String, String); // hour, key, value, user
 
@@ -236,8 +238,7 @@ impl Inner {
 impl Inner {
     fn aggregate(&self, req: &AggregateRequest) -> Vec<AggregateRow> {
         let g = self;
-        let mut acc: BTreeMap<(Vec<Option<String>>, Option<DateTime<Utc>>), Totals> =
-            BTreeMap::new();
+        let mut acc: BTreeMap<GroupKey, Totals> = BTreeMap::new();
         match req.source {
             Source::Raw => {
                 for e in g.raw(&req.filter) {

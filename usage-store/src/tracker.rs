@@ -35,6 +35,8 @@ pub struct Recorded {
     pub duplicate: bool,
     /// The full cost breakdown, when calculated from the catalog.
     pub breakdown: Option<CostBreakdown>,
+    /// Quota thresholds this event made usage cross (each fires once per quota and window).
+    pub alerts: Vec<usage_core::store::Alert>,
 }
 
 /// What to attach to events read from a provider response.
@@ -56,19 +58,28 @@ pub struct ResponseMeta {
     pub id: Option<String>,
 }
 
-#[derive(Debug)]
-struct Shared {
-    store: Arc<dyn Store>,
-    catalog: RwLock<Arc<PriceCatalog>>,
-    writer: BatchWriter,
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) catalog: RwLock<Arc<PriceCatalog>>,
+    pub(crate) writer: BatchWriter,
+    pub(crate) quotas: crate::quotas::QuotaCache,
+    pub(crate) alert_callbacks: RwLock<Vec<crate::quotas::AlertCallback>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Records and queries usage. Cheap to clone; clones share the store, the catalog and the
 /// batched writer.
 #[derive(Clone, Debug)]
 pub struct Tracker {
-    shared: Arc<Shared>,
-    scope: Filter,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) scope: Filter,
 }
 
 fn new_id() -> String {
@@ -99,6 +110,8 @@ impl Tracker {
                 writer: BatchWriter::spawn(store.clone(), options.batch),
                 store,
                 catalog: RwLock::new(catalog),
+                quotas: Default::default(),
+                alert_callbacks: RwLock::new(Vec::new()),
             }),
             scope: Filter::default(),
         }
@@ -244,11 +257,10 @@ impl Tracker {
             .store
             .insert(std::slice::from_ref(&event))
             .await?;
-        Ok(Recorded {
-            duplicate: !inserted.first().copied().unwrap_or(false),
-            event,
-            breakdown,
-        })
+        Ok(self
+            .finish_recorded(vec![(event, breakdown)], inserted)
+            .await?
+            .remove(0))
     }
 
     /// Prices and stores several events in one transaction.
@@ -259,15 +271,36 @@ impl Tracker {
             .collect::<Result<Vec<_>>>()?;
         let list: Vec<UsageEvent> = prepared.iter().map(|(e, _)| e.clone()).collect();
         let inserted = self.shared.store.insert(&list).await?;
-        Ok(prepared
+        self.finish_recorded(prepared, inserted).await
+    }
+
+    pub(crate) async fn finish_recorded(
+        &self,
+        prepared: Vec<(UsageEvent, Option<CostBreakdown>)>,
+        inserted: Vec<bool>,
+    ) -> Result<Vec<Recorded>> {
+        let new: Vec<UsageEvent> = prepared
+            .iter()
+            .zip(&inserted)
+            .filter(|(_, ok)| **ok)
+            .map(|((e, _), _)| e.clone())
+            .collect();
+        let mut alerts = self.alerts_after(&new).await?;
+        let mut out: Vec<Recorded> = prepared
             .into_iter()
             .zip(inserted)
             .map(|((event, breakdown), ok)| Recorded {
                 event,
                 duplicate: !ok,
                 breakdown,
+                alerts: Vec::new(),
             })
-            .collect())
+            .collect();
+        // Alerts belong to the batch; report them on its last new event.
+        if let Some(last) = out.iter_mut().rev().find(|r| !r.duplicate) {
+            last.alerts.append(&mut alerts);
+        }
+        Ok(out)
     }
 
     /// Prices an event and queues it for the batched writer; returns at once. The event is

@@ -21,6 +21,7 @@ mod conformance {
     pub mod oracle;
     pub mod purge;
     pub mod queries;
+    pub mod quotas;
     pub mod reports;
     pub mod reprice;
     pub mod rollups;
@@ -72,6 +73,12 @@ macro_rules! conformance_tests {
                 errors::bad_queries_name_the_field,
                 errors::unknown_model_is_unpriced_not_free,
                 invariants::rollup_totals_equal_raw_sums,
+                quotas::levels_flags_and_alerts_once,
+                quotas::reserve_commit_release,
+                quotas::concurrent_reservations_never_overshoot,
+                quotas::soft_quota_never_blocks,
+                quotas::bad_quotas_are_rejected,
+                quotas::guard_records_success_and_failure,
                 $($($xmod::$xcase,)*)?
             );
         }

@@ -206,4 +206,64 @@ mod tests {
         assert!(Window::Month { anchor_day: 0 }.validate().is_err());
         assert!(Window::Rolling { seconds: 0 }.validate().is_err());
     }
+
+    /// Every instant lies in its window, windows tile time (a reset is the next window's start,
+    /// the instant before it is still in the old one), in zones with DST at midnight
+    /// (Santiago, Havana, Beirut), half-hour DST (Lord Howe), +13/+14 offsets (Apia, Kiritimati)
+    /// and the zones users most often name.
+    #[test]
+    fn windows_contain_now_and_tile_time() {
+        let zones = [
+            "UTC",
+            "America/New_York",
+            "Europe/London",
+            "Australia/Sydney",
+            "Asia/Kolkata",
+            "America/Santiago",
+            "America/Havana",
+            "Asia/Beirut",
+            "Australia/Lord_Howe",
+            "Pacific/Apia",
+            "Pacific/Kiritimati",
+            "Pacific/Chatham",
+        ];
+        let windows = [
+            Window::Day,
+            Window::Week {
+                start: Weekday::Mon,
+            },
+            Window::Week {
+                start: Weekday::Sun,
+            },
+            Window::Month { anchor_day: 1 },
+            Window::Month { anchor_day: 15 },
+            Window::Month { anchor_day: 31 },
+            Window::Year,
+        ];
+        let from: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        for zone in zones {
+            let tz = parse_tz(zone).unwrap();
+            for w in windows {
+                let mut now = from;
+                while now < from + Duration::days(730) {
+                    let s = w.span_at(&tz, now).unwrap();
+                    let r = s.resets_at.unwrap();
+                    assert!(
+                        s.start <= now && now < r,
+                        "{zone} {w:?} {now}: [{}, {r})",
+                        s.start
+                    );
+                    assert_eq!(w.span_at(&tz, r).unwrap().start, r, "{zone} {w:?} {now}");
+                    assert_eq!(
+                        w.span_at(&tz, s.start).unwrap().start,
+                        s.start,
+                        "{zone} {w:?} {now}"
+                    );
+                    let before = w.span_at(&tz, s.start - Duration::seconds(1)).unwrap();
+                    assert_eq!(before.resets_at, Some(s.start), "{zone} {w:?} {now}");
+                    now += Duration::minutes(7 * 60 + 13);
+                }
+            }
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use sqlx::Row;
-use sqlx::postgres::PgPool;
+use sqlx::postgres::PgExecutor;
 use usage_core::Result;
 use usage_core::event::UsageEvent;
 
@@ -38,8 +38,12 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Inserts `events`; true for each one stored, false for a duplicate id (already stored, or
-/// earlier in the same batch: the first one wins).
-pub(super) async fn insert(pool: &PgPool, events: &[UsageEvent]) -> Result<Vec<bool>> {
+/// earlier in the same batch: the first one wins). Runs on a pool, or on a transaction's
+/// connection (a reservation's commit).
+pub(super) async fn insert<'e>(
+    db: impl PgExecutor<'e>,
+    events: &[UsageEvent],
+) -> Result<Vec<bool>> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
@@ -51,7 +55,7 @@ pub(super) async fn insert(pool: &PgPool, events: &[UsageEvent]) -> Result<Vec<b
     unique.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     let arrays = insert_arrays(unique.iter().copied())?;
     let rows = bind_arrays(sqlx::query(INSERT.as_str()), &arrays)
-        .fetch_all(pool)
+        .fetch_all(db)
         .await
         .map_err(db_err("insert"))?;
     let inserted = rows

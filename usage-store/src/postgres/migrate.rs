@@ -9,7 +9,10 @@ use usage_core::{Error, Result};
 use super::{BACKEND, db_err};
 
 /// The migrations, in order: (version, SQL).
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../../migrations/postgres/0002_quotas.sql")),
+];
 
 /// The advisory lock held while migrating ("usage-co" in ASCII). It is database-wide, so
 /// servers migrating different schemas of one database wait for each other too: harmless.

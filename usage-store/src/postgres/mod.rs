@@ -8,6 +8,8 @@ mod maintenance;
 mod migrate;
 mod query;
 mod quota;
+#[cfg(test)]
+mod quota_tests;
 mod rollup;
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::postgres::{PgArguments, PgPool, PgRow, Postgres};
+use sqlx::postgres::{PgArguments, PgExecutor, PgPool, PgRow, Postgres};
 use sqlx::{AssertSqlSafe, Row};
 use usage_core::event::{EventId, UsageEvent};
 use usage_core::query::{Dimension, Filter};
@@ -256,7 +256,11 @@ fn group_of(row: &PgRow, n: usize, grain: bool) -> Result<GroupKey> {
     Ok((group, grain_start))
 }
 
-pub(super) async fn aggregate(pool: &PgPool, req: &AggregateRequest) -> Result<Vec<AggregateRow>> {
+/// Runs on a pool, or on a transaction's connection (a reservation's usage check).
+pub(super) async fn aggregate<'e>(
+    db: impl PgExecutor<'e>,
+    req: &AggregateRequest,
+) -> Result<Vec<AggregateRow>> {
     let s = plan(&req.filter, req.source, &req.group_by, req.grain_secs, None)?;
     let keys = s.group_list();
     let (sums, having) = match req.source {
@@ -285,7 +289,7 @@ pub(super) async fn aggregate(pool: &PgPool, req: &AggregateRequest) -> Result<V
     let (n, grain) = (req.group_by.len(), req.grain_secs.is_some());
     let rows = s
         .into_query(sql)
-        .fetch_all(pool)
+        .fetch_all(db)
         .await
         .map_err(db_err("aggregate"))?;
     rows.iter()

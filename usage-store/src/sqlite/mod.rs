@@ -11,6 +11,8 @@ mod schema;
 mod write;
 
 #[cfg(test)]
+mod quota_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;

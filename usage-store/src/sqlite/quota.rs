@@ -1,50 +1,331 @@
-//! Quotas, reservations and alerts for the sqlite backend (being written: every call fails).
+//! Quotas, reservations and alerts for the SQLite backend. A reservation is checked and stored
+//! in one `BEGIN IMMEDIATE` transaction on the writer connection, which holds the file's write
+//! lock from the first read of usage to the last hold written: that serialises every reserve
+//! and commit across threads and processes sharing the file.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rust_decimal::Decimal;
 use usage_core::event::UsageEvent;
 use usage_core::quota::Quota;
-use usage_core::store::{Alert, QuotaStore, Reservation, ReserveRequest};
+use usage_core::store::{
+    Alert, HoldRequest, QuotaStore, QuotaUse, Reservation, ReservationState, ReserveRequest,
+    quota_usage_requests,
+};
 use usage_core::{Error, Result};
 
-use super::SqliteStore;
+use super::codec::ms;
+use super::{Fail, SqliteStore, query, write};
 
-fn todo(op: &str) -> Error {
-    Error::store(
-        "sqlite",
-        op.to_owned(),
-        "quotas are not implemented for this backend yet",
-    )
+/// An instant as (Unix ms, nanoseconds past that ms), ordered exactly as the instant.
+fn split(t: DateTime<Utc>) -> (i64, i64) {
+    (ms(t), i64::from(t.timestamp_subsec_nanos() % 1_000_000))
+}
+
+fn state_name(s: ReservationState) -> &'static str {
+    match s {
+        ReservationState::Held => "held",
+        ReservationState::Committed => "committed",
+        ReservationState::Released => "released",
+    }
+}
+
+fn bad_text(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Fail> {
+    serde_json::to_string(v)
+        .map_err(|e| Fail::Sql(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(s).map_err(bad_text)
+}
+
+fn reservation_state(conn: &Connection, id: &str) -> Result<ReservationState, Fail> {
+    let s: Option<String> = conn
+        .prepare_cached("SELECT state FROM reservations WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    match s.as_deref() {
+        None => Err(Error::NotFound {
+            kind: "reservation",
+            id: id.to_owned(),
+        }
+        .into()),
+        Some("held") => Ok(ReservationState::Held),
+        Some("committed") => Ok(ReservationState::Committed),
+        Some("released") => Ok(ReservationState::Released),
+        Some(other) => Err(Fail::Sql(bad_text(Error::argument(
+            "reservations.state",
+            format!("`{other}` is not a reservation state"),
+        )))),
+    }
+}
+
+/// Marks a held reservation committed or released and drops its holds.
+fn finish(conn: &Connection, id: &str, to: ReservationState) -> Result<(), Fail> {
+    conn.prepare_cached(
+        "UPDATE reservations SET state = ?2, finished_at_ms = ?3 WHERE id = ?1 AND state = 'held'",
+    )?
+    .execute(params![id, state_name(to), ms(Utc::now())])?;
+    conn.prepare_cached("UPDATE holds SET active = 0 WHERE reservation_id = ?1 AND active = 1")?
+        .execute([id])?;
+    Ok(())
+}
+
+/// The outstanding holds on a quota at `now`: active and expiring after `now`. Saturates
+/// rather than overflowing, so an absurd sum refuses hard reservations instead of panicking.
+fn held_on(conn: &Connection, quota_id: &str, now: DateTime<Utc>) -> Result<Decimal, Fail> {
+    let (now_ms, now_ns) = split(now);
+    // The first condition bounds the index range; the second makes the comparison exact.
+    let mut stmt = conn.prepare_cached(
+        "SELECT amount FROM holds WHERE quota_id = ?1 AND active = 1 AND expires_at_ms >= ?2
+         AND (expires_at_ms > ?2 OR expires_at_frac_ns > ?3)",
+    )?;
+    let mut rows = stmt.query(params![quota_id, now_ms, now_ns])?;
+    let mut sum = Decimal::ZERO;
+    while let Some(row) = rows.next()? {
+        let text: String = row.get(0)?;
+        let amount = Decimal::from_str_exact(&text).map_err(bad_text)?;
+        sum = sum.saturating_add(amount);
+    }
+    Ok(sum)
+}
+
+/// Recorded usage of a hold's quota over its range: rollups for the whole hours, raw events
+/// for the edges, read inside the caller's transaction.
+fn used_on(conn: &Connection, h: &HoldRequest) -> Result<Decimal, Fail> {
+    let mut used = Decimal::ZERO;
+    for req in quota_usage_requests(&h.quota, h.range) {
+        for row in query::aggregate(conn, &req)? {
+            used = used.saturating_add(h.quota.metric.amount(&row.totals));
+        }
+    }
+    Ok(used)
+}
+
+fn reserve(conn: &mut Connection, req: &ReserveRequest) -> Result<Reservation, Fail> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if tx
+        .prepare_cached("SELECT 1 FROM reservations WHERE id = ?1")?
+        .exists([&req.id])?
+    {
+        return Err(Error::argument("reservation", format!("`{}` already exists", req.id)).into());
+    }
+    let mut uses = Vec::with_capacity(req.holds.len());
+    for h in &req.holds {
+        let used = used_on(&tx, h)?;
+        // The reservation is not stored yet, so every active hold is another reservation's.
+        let held = held_on(&tx, &h.quota.id, req.now)?;
+        let taken = used.saturating_add(held);
+        let over = taken
+            .checked_add(h.amount)
+            .is_none_or(|total| total > h.quota.limit);
+        if h.quota.hard && over {
+            // Dropping `tx` rolls back: nothing of this reservation is stored.
+            return Err(Error::QuotaExceeded {
+                quota: h.quota.id.clone(),
+                limit: h.quota.limit,
+                used: taken,
+                requested: h.amount,
+            }
+            .into());
+        }
+        uses.push(QuotaUse {
+            quota_id: h.quota.id.clone(),
+            used,
+            held,
+            requested: h.amount,
+            limit: h.quota.limit,
+        });
+    }
+    let (exp_ms, exp_ns) = split(req.expires_at);
+    tx.prepare_cached(
+        "INSERT INTO reservations (id, state, created_at_ms, expires_at_ms, expires_at_frac_ns)
+         VALUES (?1, 'held', ?2, ?3, ?4)",
+    )?
+    .execute(params![req.id, ms(req.now), exp_ms, exp_ns])?;
+    // A request may name one quota twice: each hold was checked on its own (as the memory
+    // store does), and they are stored as one row holding their sum.
+    let mut merged: Vec<(&str, Decimal)> = Vec::with_capacity(req.holds.len());
+    for h in &req.holds {
+        match merged.iter_mut().find(|(q, _)| *q == h.quota.id) {
+            Some((_, a)) => *a = a.saturating_add(h.amount),
+            None => merged.push((&h.quota.id, h.amount)),
+        }
+    }
+    {
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO holds (reservation_id, quota_id, amount, expires_at_ms, expires_at_frac_ns, active)
+             VALUES (?1, ?2, ?3, ?4, ?5, 1)",
+        )?;
+        for (quota_id, amount) in &merged {
+            ins.execute(params![
+                req.id,
+                quota_id,
+                amount.to_string(),
+                exp_ms,
+                exp_ns
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(Reservation {
+        id: req.id.clone(),
+        expires_at: req.expires_at,
+        uses,
+    })
+}
+
+fn commit(conn: &mut Connection, id: &str, events: &[UsageEvent]) -> Result<Vec<bool>, Fail> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    match reservation_state(&tx, id)? {
+        ReservationState::Committed => Ok(vec![false; events.len()]),
+        ReservationState::Released => Err(Error::argument(
+            "reservation",
+            format!("`{id}` was released; it cannot be committed"),
+        )
+        .into()),
+        // Expired or not: the events happened, so they are recorded.
+        ReservationState::Held => {
+            let rows = write::event_rows(events)?;
+            let inserted = write::insert_rows(&tx, &rows)?;
+            finish(&tx, id, ReservationState::Committed)?;
+            tx.commit()?;
+            Ok(inserted)
+        }
+    }
+}
+
+fn release(conn: &mut Connection, id: &str) -> Result<bool, Fail> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if reservation_state(&tx, id)? != ReservationState::Held {
+        return Ok(false);
+    }
+    finish(&tx, id, ReservationState::Released)?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// Deletes a quota and, in the same transaction, deactivates its holds: "its outstanding
+/// holds stop counting". Holds are keyed by quota id only (a hold request carries its quota by
+/// value, and may name one that was never stored), so they are dropped here rather than
+/// filtered by a join on `quotas`: that would make holds on unstored quotas never count.
+/// Re-creating the quota does not bring the dropped holds back.
+fn delete_quota(conn: &mut Connection, id: &str) -> Result<bool, Fail> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if tx
+        .prepare_cached("DELETE FROM quotas WHERE id = ?1")?
+        .execute([id])?
+        == 0
+    {
+        return Ok(false);
+    }
+    tx.prepare_cached("UPDATE holds SET active = 0 WHERE quota_id = ?1 AND active = 1")?
+        .execute([id])?;
+    tx.commit()?;
+    Ok(true)
 }
 
 #[async_trait]
 impl QuotaStore for SqliteStore {
-    async fn put_quota(&self, _quota: &Quota) -> Result<()> {
-        Err(todo("put_quota"))
+    async fn put_quota(&self, quota: &Quota) -> Result<()> {
+        quota.validate()?;
+        let (id, body) = (
+            quota.id.clone(),
+            to_json(quota).map_err(|e| e.into_error("put_quota"))?,
+        );
+        self.write("put_quota", move |c| {
+            c.prepare_cached(
+                "INSERT INTO quotas (id, body, updated_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET body = excluded.body, updated_at_ms = excluded.updated_at_ms",
+            )?
+            .execute(params![id, body, ms(Utc::now())])?;
+            Ok(())
+        })
+        .await
     }
+
     async fn quotas(&self) -> Result<Vec<Quota>> {
-        Err(todo("quotas"))
+        self.read("quotas", |c| {
+            let mut stmt = c.prepare_cached("SELECT body FROM quotas ORDER BY id")?;
+            let quotas = stmt
+                .query_map([], |r| from_json(&r.get::<_, String>(0)?))?
+                .collect::<rusqlite::Result<Vec<Quota>>>()?;
+            Ok(quotas)
+        })
+        .await
     }
-    async fn delete_quota(&self, _id: &str) -> Result<bool> {
-        Err(todo("delete_quota"))
+
+    async fn delete_quota(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.write("delete_quota", move |c| delete_quota(c, &id))
+            .await
     }
-    async fn held(&self, _quota_id: &str, _now: DateTime<Utc>) -> Result<Decimal> {
-        Err(todo("held"))
+
+    async fn held(&self, quota_id: &str, now: DateTime<Utc>) -> Result<Decimal> {
+        let quota_id = quota_id.to_owned();
+        self.read("held", move |c| held_on(c, &quota_id, now)).await
     }
-    async fn reserve(&self, _req: &ReserveRequest) -> Result<Reservation> {
-        Err(todo("reserve"))
+
+    async fn reserve(&self, req: &ReserveRequest) -> Result<Reservation> {
+        let req = req.clone();
+        self.write("reserve", move |c| reserve(c, &req)).await
     }
-    async fn commit_reservation(&self, _id: &str, _events: &[UsageEvent]) -> Result<Vec<bool>> {
-        Err(todo("commit_reservation"))
+
+    async fn commit_reservation(&self, id: &str, events: &[UsageEvent]) -> Result<Vec<bool>> {
+        let (id, events) = (id.to_owned(), events.to_vec());
+        self.write("commit_reservation", move |c| commit(c, &id, &events))
+            .await
     }
-    async fn release_reservation(&self, _id: &str) -> Result<bool> {
-        Err(todo("release_reservation"))
+
+    async fn release_reservation(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.write("release_reservation", move |c| release(c, &id))
+            .await
     }
-    async fn insert_alert(&self, _alert: &Alert) -> Result<bool> {
-        Err(todo("insert_alert"))
+
+    async fn insert_alert(&self, alert: &Alert) -> Result<bool> {
+        let body = to_json(alert).map_err(|e| e.into_error("insert_alert"))?;
+        let (at_ms, at_ns) = split(alert.at);
+        let (quota_id, window_ms, threshold) = (
+            alert.quota_id.clone(),
+            ms(alert.window_start),
+            alert.threshold.clone(),
+        );
+        self.write("insert_alert", move |c| {
+            let n = c
+                .prepare_cached(
+                    "INSERT INTO alerts (quota_id, window_start_ms, threshold, body, at_ms, at_frac_ns)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (quota_id, window_start_ms, threshold) DO NOTHING",
+                )?
+                .execute(params![quota_id, window_ms, threshold, body, at_ms, at_ns])?;
+            Ok(n == 1)
+        })
+        .await
     }
-    async fn alerts(&self, _since: DateTime<Utc>, _limit: usize) -> Result<Vec<Alert>> {
-        Err(todo("alerts"))
+
+    async fn alerts(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<Alert>> {
+        let (since_ms, since_ns) = split(since);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read("alerts", move |c| {
+            // Oldest first; among equal instants, in the order they were stored.
+            let mut stmt = c.prepare_cached(
+                "SELECT body FROM alerts WHERE (at_ms, at_frac_ns) >= (?1, ?2)
+                 ORDER BY at_ms, at_frac_ns, rowid LIMIT ?3",
+            )?;
+            let alerts = stmt
+                .query_map(params![since_ms, since_ns, limit], |r| {
+                    from_json(&r.get::<_, String>(0)?)
+                })?
+                .collect::<rusqlite::Result<Vec<Alert>>>()?;
+            Ok(alerts)
+        })
+        .await
     }
 }

@@ -13,10 +13,13 @@ use super::SqliteOptions;
 pub const APPLICATION_ID: i32 = 0x5553_4743;
 
 /// The embedded migrations, in order; `meta.schema_version` is the last one applied.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_quotas.sql")),
+];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Why a file could not be opened as a usage-core store.
 #[derive(Debug)]

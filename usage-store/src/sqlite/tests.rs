@@ -363,7 +363,11 @@ async fn fresh_file_is_migrated_and_reopens_with_events_intact() {
     drop(conn);
     assert_eq!(
         (app, mode.as_str(), version.as_str()),
-        (APPLICATION_ID, "wal", "1")
+        (
+            APPLICATION_ID,
+            "wal",
+            super::schema::SCHEMA_VERSION.to_string().as_str()
+        )
     );
 
     let store = open(&db);

@@ -159,33 +159,40 @@ impl<'a> Deltas<'a> {
 
 /// Inserts a batch in one write transaction; per event, true when it was new.
 pub(super) fn insert(conn: &mut Connection, events: &[UsageEvent]) -> Result<Vec<bool>, Fail> {
-    let rows = events
-        .iter()
-        .map(EventRow::new)
-        .collect::<usage_core::Result<Vec<_>>>()?;
+    let rows = event_rows(events)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut inserted = Vec::with_capacity(rows.len());
-    {
-        let mut ins = tx.prepare_cached(&INSERT_EVENT)?;
-        let mut ins_tag = tx.prepare_cached(INSERT_TAG)?;
-        let mut deltas = Deltas::default();
-        for r in &rows {
-            r.bind(&mut ins)?;
-            // ON CONFLICT DO NOTHING: no change means the id was already stored (possibly
-            // earlier in this very batch).
-            if ins.raw_execute()? == 0 {
-                inserted.push(false);
-                continue;
-            }
-            let seq = tx.last_insert_rowid();
-            for (k, v) in &r.e.tags {
-                ins_tag.execute(params![seq, k, v, r.ts_ms, r.e.user_id])?;
-            }
-            deltas.add(r.e, r.ts_ms, &r.sums, 1);
-            inserted.push(true);
-        }
-        deltas.apply(&tx)?;
-    }
+    let inserted = insert_rows(&tx, &rows)?;
     tx.commit()?;
+    Ok(inserted)
+}
+
+/// Converts and checks a batch, before any transaction starts.
+pub(super) fn event_rows(events: &[UsageEvent]) -> usage_core::Result<Vec<EventRow<'_>>> {
+    events.iter().map(EventRow::new).collect()
+}
+
+/// Writes checked events, their tags and their rollup changes inside the caller's write
+/// transaction (also used by `commit_reservation`); per event, true when it was new.
+pub(super) fn insert_rows(tx: &Connection, rows: &[EventRow<'_>]) -> Result<Vec<bool>, Fail> {
+    let mut inserted = Vec::with_capacity(rows.len());
+    let mut ins = tx.prepare_cached(&INSERT_EVENT)?;
+    let mut ins_tag = tx.prepare_cached(INSERT_TAG)?;
+    let mut deltas = Deltas::default();
+    for r in rows {
+        r.bind(&mut ins)?;
+        // ON CONFLICT DO NOTHING: no change means the id was already stored (possibly
+        // earlier in this very batch).
+        if ins.raw_execute()? == 0 {
+            inserted.push(false);
+            continue;
+        }
+        let seq = tx.last_insert_rowid();
+        for (k, v) in &r.e.tags {
+            ins_tag.execute(params![seq, k, v, r.ts_ms, r.e.user_id])?;
+        }
+        deltas.add(r.e, r.ts_ms, &r.sums, 1);
+        inserted.push(true);
+    }
+    deltas.apply(tx)?;
     Ok(inserted)
 }

@@ -1,0 +1,398 @@
+//! The Tracker's budget surface: quotas, status with forecasts, `check`, atomic
+//! `reserve`/`commit`/`release`, alerts (returned, pushed to callbacks, and pollable), and
+//! `guard`, which wraps any async provider call in reserve → call → commit / release.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use usage_core::event::{NewEvent, UsageEvent};
+use usage_core::extract::Provider;
+use usage_core::forecast::{Forecast, ForecastOptions, forecast};
+use usage_core::query::engine::plan_requests;
+use usage_core::query::{Bucket, Filter, TimeRange};
+use usage_core::quota::estimate::Estimate;
+use usage_core::quota::status::{self, Decision, QuotaStatus};
+use usage_core::quota::window::WindowSpan;
+use usage_core::quota::{Quota, Subject, Window};
+use usage_core::store::{Alert, HoldRequest, Reservation, ReserveRequest};
+use usage_core::{Error, Result};
+
+use crate::tracker::{Recorded, ResponseMeta, Tracker, response_events};
+
+/// Called with every alert this process stores (first notice of a threshold crossing).
+pub type AlertCallback = Arc<dyn Fn(&Alert) + Send + Sync>;
+
+/// How long this process trusts its copy of the quota list before reading it again (quotas set
+/// through this tracker are seen at once; those set by other processes within this delay).
+const QUOTA_CACHE_TTL: StdDuration = StdDuration::from_secs(1);
+
+/// Default lifetime of a reservation's holds.
+pub const DEFAULT_RESERVATION_TTL: StdDuration = StdDuration::from_secs(600);
+
+#[derive(Default)]
+pub(crate) struct QuotaCache(RwLock<Option<(Instant, Arc<Vec<Quota>>)>>);
+
+impl QuotaCache {
+    fn get(&self) -> Option<Arc<Vec<Quota>>> {
+        let g = self.0.read().unwrap_or_else(|p| p.into_inner());
+        g.as_ref()
+            .filter(|(at, _)| at.elapsed() < QUOTA_CACHE_TTL)
+            .map(|(_, q)| q.clone())
+    }
+    fn put(&self, q: Arc<Vec<Quota>>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), q));
+    }
+    fn clear(&self) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// The key under which a window's alerts are kept: calendar windows by their start; rolling
+/// windows by consecutive periods of their own length (so a threshold fires at most once per
+/// window length); lifetime windows once ever.
+fn alert_window_start(quota: &Quota, span: &WindowSpan) -> DateTime<Utc> {
+    match quota.window {
+        Window::Rolling { seconds } => {
+            let t = span.now.timestamp();
+            DateTime::from_timestamp(t - t.rem_euclid(seconds), 0).unwrap_or(span.now)
+        }
+        Window::Lifetime => DateTime::<Utc>::UNIX_EPOCH,
+        _ => span.start,
+    }
+}
+
+/// What a guarded call needs besides the call itself.
+#[derive(Clone, Debug, Default)]
+pub struct GuardContext {
+    /// The provider, which decides how the response's usage is read.
+    pub provider: Option<Provider>,
+    /// The quota subjects to reserve against (global quotas always apply).
+    pub subjects: Vec<Subject>,
+    /// What to attach to the recorded event (user, tags, model for payloads without one).
+    pub meta: ResponseMeta,
+    /// How long the hold lasts if the process dies mid-call (default 10 minutes).
+    pub ttl: Option<StdDuration>,
+}
+
+impl Tracker {
+    fn admin_only(&self, op: &str) -> Result<()> {
+        if self.scope != Filter::default() {
+            return Err(Error::argument(
+                "scope",
+                format!("{op} needs an unscoped tracker"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates or replaces a quota. Changing a limit mid-period keeps the usage counted so far.
+    pub async fn set_quota(&self, quota: Quota) -> Result<()> {
+        self.admin_only("set_quota")?;
+        quota.validate()?;
+        self.shared.store.put_quota(&quota).await?;
+        self.shared.quotas.clear();
+        Ok(())
+    }
+
+    /// Every quota.
+    pub async fn quotas(&self) -> Result<Arc<Vec<Quota>>> {
+        if let Some(q) = self.shared.quotas.get() {
+            return Ok(q);
+        }
+        let q = Arc::new(self.shared.store.quotas().await?);
+        self.shared.quotas.put(q.clone());
+        Ok(q)
+    }
+
+    /// Deletes a quota; true when there was one.
+    pub async fn delete_quota(&self, id: &str) -> Result<bool> {
+        self.admin_only("delete_quota")?;
+        let r = self.shared.store.delete_quota(id).await?;
+        self.shared.quotas.clear();
+        Ok(r)
+    }
+
+    /// Registers a callback for every alert this process stores.
+    pub fn on_alert(&self, callback: AlertCallback) {
+        self.shared
+            .alert_callbacks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(callback);
+    }
+
+    /// Alerts noticed since `since` (by any process), oldest first: for a background notifier.
+    pub async fn alerts(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<Alert>> {
+        self.admin_only("alerts")?;
+        self.shared.store.alerts(since, limit).await
+    }
+
+    /// The quotas that apply to `subjects`: theirs and every global quota. A scoped handle
+    /// may only ask about its own user.
+    async fn applicable(&self, subjects: &[Subject]) -> Result<Vec<Quota>> {
+        for s in subjects {
+            s.validate()?;
+            if let (Some(mine), Subject::User { id }) = (&self.scope.user_id, s)
+                && id != mine
+            {
+                return Err(Error::argument(
+                    "subject",
+                    format!("user `{id}` is outside this handle's scope"),
+                ));
+            }
+        }
+        Ok(self
+            .quotas()
+            .await?
+            .iter()
+            .filter(|q| q.subject == Subject::Global || subjects.contains(&q.subject))
+            .cloned()
+            .collect())
+    }
+
+    async fn used(&self, quota: &Quota, range: TimeRange) -> Result<Decimal> {
+        let filter = Filter {
+            range: Some(range),
+            ..quota.subject.filter()
+        };
+        let mut used = Decimal::ZERO;
+        for req in plan_requests(&filter, &[], None) {
+            for row in self.shared.store.aggregate(&req).await? {
+                used += quota.metric.amount(&row.totals);
+            }
+        }
+        Ok(used)
+    }
+
+    async fn forecast_for(
+        &self,
+        quota: &Quota,
+        span: &WindowSpan,
+        used: Decimal,
+    ) -> Result<Forecast> {
+        let options = ForecastOptions::default();
+        let tz = usage_core::query::parse_tz(&quota.tz)?;
+        let today = Bucket::Day.floor(&tz, span.now);
+        let mut start = today;
+        for _ in 0..options.lookback_days {
+            start = Bucket::Day.floor(&tz, start - Duration::hours(1));
+        }
+        let range = TimeRange::new(start, Bucket::Day.next(&tz, today))?;
+        let filter = Filter {
+            range: Some(range),
+            ..quota.subject.filter()
+        };
+        let series = usage_core::query::reports::timeseries(
+            &*self.shared.store,
+            &filter,
+            Bucket::Day,
+            &quota.tz,
+        )
+        .await?;
+        let daily: Vec<(DateTime<Utc>, Decimal)> = series
+            .iter()
+            .map(|p| (p.start, quota.metric.amount(&p.totals)))
+            .collect();
+        Ok(forecast(&daily, used, Some(quota.limit), span, &options))
+    }
+
+    /// For every quota applying to `subjects` (and every global quota): used, held, limit,
+    /// remaining, percentage, level, flags, window start and reset, and a forecast.
+    pub async fn quota_status(&self, subjects: &[Subject]) -> Result<Vec<QuotaStatus>> {
+        let now = Utc::now();
+        let mut out = Vec::new();
+        for q in self.applicable(subjects).await? {
+            let span = q.window_at(now)?;
+            let used = self.used(&q, span.range()).await?;
+            let held = self.shared.store.held(&q.id, now).await?;
+            let f = self.forecast_for(&q, &span, used).await?;
+            out.push(status::status(&q, span, used, held, Some(f)));
+        }
+        Ok(out)
+    }
+
+    /// Would a request of `estimate` be allowed? Changes nothing.
+    pub async fn check(&self, subjects: &[Subject], estimate: &Estimate) -> Result<Decision> {
+        let statuses = self.quota_status(subjects).await?;
+        let requested: Vec<(String, Decimal)> = statuses
+            .iter()
+            .map(|s| (s.quota.id.clone(), estimate.amount(s.quota.metric)))
+            .collect();
+        Ok(status::decide(&statuses, &requested))
+    }
+
+    /// Atomically holds `estimate` against every quota applying to `subjects` (and every global
+    /// quota), or fails with `QuotaExceeded` naming the quota, its limit, what is used and held,
+    /// and what was asked. The hold stops counting after `ttl` (default 10 minutes).
+    pub async fn reserve(
+        &self,
+        subjects: &[Subject],
+        estimate: &Estimate,
+        ttl: Option<StdDuration>,
+    ) -> Result<Reservation> {
+        let now = Utc::now();
+        let ttl = ttl.unwrap_or(DEFAULT_RESERVATION_TTL);
+        let ttl = Duration::from_std(ttl).map_err(|_| Error::argument("ttl", "is too long"))?;
+        if ttl <= Duration::zero() {
+            return Err(Error::argument("ttl", "must be longer than zero"));
+        }
+        let mut holds = Vec::new();
+        for q in self.applicable(subjects).await? {
+            let range = q.window_at(now)?.range();
+            holds.push(HoldRequest {
+                amount: estimate.amount(q.metric),
+                range,
+                quota: q,
+            });
+        }
+        let req = ReserveRequest {
+            id: format!("rsv_{}", uuid::Uuid::now_v7().simple()),
+            holds,
+            now,
+            expires_at: now + ttl,
+        };
+        self.shared.store.reserve(&req).await
+    }
+
+    /// Records the real events of a reserved call and drops its holds, in one transaction.
+    /// Idempotent: a second commit records nothing (every result says duplicate).
+    pub async fn commit(
+        &self,
+        reservation_id: &str,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Recorded>> {
+        let prepared = events
+            .into_iter()
+            .map(|e| self.prepare(e))
+            .collect::<Result<Vec<_>>>()?;
+        let list: Vec<UsageEvent> = prepared.iter().map(|(e, _)| e.clone()).collect();
+        let inserted = self
+            .shared
+            .store
+            .commit_reservation(reservation_id, &list)
+            .await?;
+        self.finish_recorded(prepared, inserted).await
+    }
+
+    /// Drops a reservation's holds without recording anything; true the first time.
+    pub async fn release(&self, reservation_id: &str) -> Result<bool> {
+        self.shared.store.release_reservation(reservation_id).await
+    }
+
+    /// Evaluates thresholds after `events` were stored: every threshold of every quota covering
+    /// them that usage crossed is stored once (across processes) and reported.
+    pub(crate) async fn alerts_after(&self, events: &[UsageEvent]) -> Result<Vec<Alert>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let quotas = self.quotas().await?;
+        if quotas.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now();
+        let mut fired = Vec::new();
+        for q in quotas.iter() {
+            let span = q.window_at(now)?;
+            let range = span.range();
+            let added: Decimal = events
+                .iter()
+                .filter(|e| q.covers(e) && range.contains(e.timestamp))
+                .map(|e| q.metric.of_event(e))
+                .sum();
+            if added.is_zero() {
+                continue;
+            }
+            let after = self.used(q, range).await?;
+            for t in status::crossed(q, after - added, after) {
+                let alert = Alert {
+                    quota_id: q.id.clone(),
+                    subject: q.subject.clone(),
+                    window_start: alert_window_start(q, &span),
+                    threshold: t.name.clone(),
+                    percent: t.percent,
+                    used: after,
+                    limit: q.limit,
+                    at: now,
+                };
+                if self.shared.store.insert_alert(&alert).await? {
+                    fired.push(alert);
+                }
+            }
+        }
+        if !fired.is_empty() {
+            let callbacks = self
+                .shared
+                .alert_callbacks
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            for a in &fired {
+                for cb in &callbacks {
+                    cb(a);
+                }
+            }
+        }
+        Ok(fired)
+    }
+
+    /// Wraps a provider call: reserves `estimate` for the subjects, runs `call`, reads usage from
+    /// the JSON it returns, and commits it with the measured latency; when the call fails,
+    /// records an error event and releases the hold, then returns the call's error.
+    pub async fn guard<F, Fut, E>(
+        &self,
+        ctx: GuardContext,
+        estimate: &Estimate,
+        call: F,
+    ) -> Result<std::result::Result<(serde_json::Value, Vec<Recorded>), E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<serde_json::Value, E>>,
+        E: std::fmt::Display,
+    {
+        let provider = ctx
+            .provider
+            .ok_or_else(|| Error::argument("provider", "a guarded call needs its provider"))?;
+        let reservation = self.reserve(&ctx.subjects, estimate, ctx.ttl).await?;
+        let started = Instant::now();
+        let outcome = call().await;
+        let elapsed = started.elapsed().as_millis() as u64;
+        match outcome {
+            Ok(body) => {
+                let meta = ResponseMeta {
+                    latency_ms: ctx.meta.latency_ms.or(Some(elapsed)),
+                    duration_ms: ctx.meta.duration_ms.or(Some(elapsed)),
+                    ..ctx.meta
+                };
+                match response_events(provider, &body, meta) {
+                    Ok(events) => {
+                        let recorded = self.commit(&reservation.id, events).await?;
+                        Ok(Ok((body, recorded)))
+                    }
+                    Err(e) => {
+                        self.release(&reservation.id).await?;
+                        Err(e)
+                    }
+                }
+            }
+            Err(err) => {
+                let meta = ctx.meta;
+                let mut e = NewEvent::new(
+                    provider.as_str(),
+                    meta.model.clone().unwrap_or_else(|| "unknown".to_owned()),
+                    Default::default(),
+                );
+                e.status = usage_core::Status::Error;
+                e.error_type = Some("call_failed".to_owned());
+                e.error_message = Some(err.to_string());
+                e.user_id = meta.user_id;
+                e.tags = meta.tags;
+                e.duration_ms = Some(elapsed);
+                self.release(&reservation.id).await?;
+                self.record(e).await?;
+                Ok(Err(err))
+            }
+        }
+    }
+}

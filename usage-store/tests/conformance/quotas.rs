@@ -1,0 +1,409 @@
+//! Quotas through the Tracker on every backend: levels and flags, alerts exactly once, atomic
+//! reservations that never overshoot under concurrency, idempotent commit and release, soft
+//! quotas, bad quota definitions, and `guard`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rust_decimal::Decimal;
+use usage_core::quota::estimate::Estimate;
+use usage_core::quota::{Quota, QuotaMetric, Subject, Threshold, Window};
+use usage_core::{Error, NewEvent, TokenUsage, Usd};
+use usage_store::GuardContext;
+
+use super::backend::Backend;
+use super::check::Check;
+
+fn paid(user: &str, usd: &str) -> NewEvent {
+    let mut e = NewEvent::new(
+        "anthropic",
+        "claude-haiku-4-5",
+        TokenUsage {
+            input: 10,
+            output: 10,
+            ..Default::default()
+        },
+    )
+    .user(user);
+    e.provided_cost = Some(usd.parse().expect("usd"));
+    e
+}
+
+fn one_request() -> Estimate {
+    Estimate::new(TokenUsage::default(), Usd::ZERO)
+}
+
+fn dec(s: &str) -> Decimal {
+    s.parse().expect("decimal")
+}
+
+/// 79.99% is nothing, 80% warns, 95% suggests an upgrade, 100% blocks, and each threshold
+/// fires one alert however many events follow.
+pub async fn levels_flags_and_alerts_once(b: &Backend) {
+    let mut c = Check::new(b.label(), "levels_flags_and_alerts_once");
+    let t = b.tracker();
+    let fired = Arc::new(AtomicUsize::new(0));
+    let counter = fired.clone();
+    t.on_alert(Arc::new(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }));
+    let q = Quota::new(
+        "u1-month",
+        Subject::user("u1"),
+        QuotaMetric::Cost,
+        dec("10"),
+        Window::Month { anchor_day: 1 },
+    );
+    t.set_quota(q).await.expect("set quota");
+    let u1 = [Subject::user("u1")];
+
+    t.record(paid("u1", "7.999")).await.expect("record");
+    let s = &t.quota_status(&u1).await.expect("status")[0];
+    c.eq("79.99%: level", s.level.clone(), None);
+    c.that("79.99%: not warning", !s.is_warning);
+    c.eq("used", s.used, dec("7.999"));
+    c.eq("remaining", s.remaining, dec("2.001"));
+
+    let r = t.record(paid("u1", "0.001")).await.expect("record");
+    c.eq(
+        "80%: alert names",
+        r.alerts
+            .iter()
+            .map(|a| a.threshold.clone())
+            .collect::<Vec<_>>(),
+        vec!["warning".to_owned()],
+    );
+    let s = &t.quota_status(&u1).await.expect("status")[0];
+    c.that(
+        "80%: warning",
+        s.is_warning && !s.is_upgrade_suggested && !s.is_blocked,
+    );
+
+    let r = t.record(paid("u1", "1.5")).await.expect("record");
+    c.eq(
+        "95%: alert",
+        r.alerts
+            .iter()
+            .map(|a| a.threshold.clone())
+            .collect::<Vec<_>>(),
+        vec!["upgrade_suggested".to_owned()],
+    );
+    let r = t.record(paid("u1", "0.5")).await.expect("record");
+    c.eq(
+        "100%: alert",
+        r.alerts
+            .iter()
+            .map(|a| a.threshold.clone())
+            .collect::<Vec<_>>(),
+        vec!["blocked".to_owned()],
+    );
+    let s = &t.quota_status(&u1).await.expect("status")[0];
+    c.that(
+        "100%: blocked",
+        s.is_warning && s.is_upgrade_suggested && s.is_blocked,
+    );
+    c.eq("100%: level", s.level.clone(), Some("blocked".to_owned()));
+
+    let r = t.record(paid("u1", "3")).await.expect("record");
+    c.eq("past 100%: no new alert", r.alerts.len(), 0);
+    // Another user's spend never touches u1's quota.
+    t.record(paid("u2", "50")).await.expect("record");
+    c.eq(
+        "alerts stored",
+        t.alerts(chrono::DateTime::<chrono::Utc>::MIN_UTC, 100)
+            .await
+            .expect("alerts")
+            .len(),
+        3,
+    );
+    c.eq("callback calls", fired.load(Ordering::SeqCst), 3);
+
+    // A blocked user is refused before anything is sent.
+    match t
+        .reserve(
+            &u1,
+            &Estimate::new(TokenUsage::default(), "0.01".parse().expect("usd")),
+            None,
+        )
+        .await
+    {
+        Err(Error::QuotaExceeded {
+            quota,
+            limit,
+            used,
+            requested,
+        }) => {
+            c.eq("refusal names the quota", quota, "u1-month".to_owned());
+            c.eq("refusal limit", limit, dec("10"));
+            c.eq("refusal used", used, dec("13"));
+            c.eq("refusal requested", requested, dec("0.01"));
+        }
+        other => c.fail(format!("expected QuotaExceeded, got {other:?}")),
+    }
+    c.finish();
+}
+
+/// Reservations hold, refuse past the limit, and commit/release exactly once.
+pub async fn reserve_commit_release(b: &Backend) {
+    let mut c = Check::new(b.label(), "reserve_commit_release");
+    let t = b.tracker();
+    let q = Quota::new(
+        "u1-requests",
+        Subject::user("u1"),
+        QuotaMetric::Requests,
+        3,
+        Window::Day,
+    );
+    t.set_quota(q).await.expect("set quota");
+    let u1 = [Subject::user("u1")];
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(t.reserve(&u1, &one_request(), None).await.expect("fits"));
+    }
+    c.that(
+        "4th is refused",
+        matches!(
+            t.reserve(&u1, &one_request(), None).await,
+            Err(Error::QuotaExceeded { .. })
+        ),
+    );
+    c.eq(
+        "release",
+        t.release(&held[0].id).await.expect("release"),
+        true,
+    );
+    c.eq(
+        "release again",
+        t.release(&held[0].id).await.expect("release"),
+        false,
+    );
+    let r = t
+        .reserve(&u1, &one_request(), None)
+        .await
+        .expect("fits after a release");
+    let done = t
+        .commit(&r.id, vec![paid("u1", "0.1").id("evt-r1")])
+        .await
+        .expect("commit");
+    c.eq(
+        "commit records",
+        done.iter().filter(|x| !x.duplicate).count(),
+        1,
+    );
+    let again = t
+        .commit(&r.id, vec![paid("u1", "0.1").id("evt-r1")])
+        .await
+        .expect("commit again");
+    c.eq(
+        "second commit records nothing",
+        again.iter().filter(|x| !x.duplicate).count(),
+        0,
+    );
+    c.eq(
+        "release after commit",
+        t.release(&r.id).await.expect("release"),
+        false,
+    );
+    c.that(
+        "commit after release fails",
+        t.commit(&held[0].id, vec![paid("u1", "0.1")])
+            .await
+            .is_err(),
+    );
+    c.that(
+        "unknown id",
+        matches!(t.release("rsv_nope").await, Err(Error::NotFound { .. })),
+    );
+    let s = &t.quota_status(&u1).await.expect("status")[0];
+    c.eq("used = committed", s.used, dec("1"));
+    c.eq("held = two outstanding", s.held, dec("2"));
+    c.finish();
+}
+
+/// Forty concurrent reserve→commit cycles against a limit of twenty: exactly twenty pass.
+pub async fn concurrent_reservations_never_overshoot(b: &Backend) {
+    let mut c = Check::new(b.label(), "concurrent_reservations_never_overshoot");
+    let t = b.tracker();
+    let q = Quota::new(
+        "team-requests",
+        Subject::tag("team", "ml"),
+        QuotaMetric::Requests,
+        20,
+        Window::Day,
+    );
+    t.set_quota(q).await.expect("set quota");
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move {
+            let subj = [Subject::tag("team", "ml")];
+            match t.reserve(&subj, &one_request(), None).await {
+                Ok(r) => {
+                    let e = paid(&format!("u{i}"), "0.01").tag("team", "ml");
+                    t.commit(&r.id, vec![e]).await.expect("commit");
+                    true
+                }
+                Err(Error::QuotaExceeded { .. }) => false,
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }));
+    }
+    let mut granted = 0;
+    for task in tasks {
+        granted += usize::from(task.await.expect("task"));
+    }
+    c.eq("granted", granted, 20);
+    let s = &t
+        .quota_status(&[Subject::tag("team", "ml")])
+        .await
+        .expect("status")[0];
+    c.eq("committed usage", s.used, dec("20"));
+    c.finish();
+}
+
+/// Soft quotas report levels and alert but never block.
+pub async fn soft_quota_never_blocks(b: &Backend) {
+    let mut c = Check::new(b.label(), "soft_quota_never_blocks");
+    let t = b.tracker();
+    let q = Quota::new(
+        "global-soft",
+        Subject::Global,
+        QuotaMetric::Requests,
+        2,
+        Window::Rolling { seconds: 3600 },
+    )
+    .soft();
+    t.set_quota(q).await.expect("set quota");
+    for _ in 0..3 {
+        let r = t
+            .reserve(&[], &one_request(), None)
+            .await
+            .expect("soft never refuses");
+        t.commit(&r.id, vec![paid("u9", "0.01")])
+            .await
+            .expect("commit");
+    }
+    let s = &t.quota_status(&[]).await.expect("status")[0];
+    c.that(
+        "over the limit but not blocked",
+        s.used == dec("3") && !s.is_blocked && s.level.as_deref() == Some("blocked"),
+    );
+    c.finish();
+}
+
+/// Bad quota definitions name the field, and nothing is stored.
+pub async fn bad_quotas_are_rejected(b: &Backend) {
+    let mut c = Check::new(b.label(), "bad_quotas_are_rejected");
+    let t = b.tracker();
+    let base = || Quota::new("q", Subject::user("u1"), QuotaMetric::Cost, 5, Window::Day);
+    let cases = [
+        (
+            "negative limit",
+            Quota {
+                limit: dec("-1"),
+                ..base()
+            },
+            "limit",
+        ),
+        (
+            "empty subject",
+            Quota {
+                subject: Subject::user(" "),
+                ..base()
+            },
+            "subject",
+        ),
+        ("unknown tz", base().in_tz("Mars/Olympus"), "tz"),
+        (
+            "thresholds out of order",
+            base().with_thresholds(vec![Threshold::new("a", 90), Threshold::new("b", 80)]),
+            "thresholds",
+        ),
+    ];
+    for (label, q, field) in cases {
+        match t.set_quota(q).await {
+            Err(Error::InvalidArgument { field: f, .. }) => c.that(
+                format!("{label}: names `{field}` (got `{f}`)"),
+                f.contains(field),
+            ),
+            other => c.fail(format!("{label}: expected InvalidArgument, got {other:?}")),
+        }
+    }
+    c.eq("nothing stored", t.quotas().await.expect("quotas").len(), 0);
+    c.finish();
+}
+
+/// `guard` reserves, runs the call, records its usage with latency, or records the failure and
+/// releases the hold.
+pub async fn guard_records_success_and_failure(b: &Backend) {
+    let mut c = Check::new(b.label(), "guard_records_success_and_failure");
+    let t = b.tracker();
+    t.set_quota(Quota::new(
+        "u1-req",
+        Subject::user("u1"),
+        QuotaMetric::Requests,
+        2,
+        Window::Day,
+    ))
+    .await
+    .expect("quota");
+    let ctx = || GuardContext {
+        provider: Some(usage_core::extract::Provider::Anthropic),
+        subjects: vec![Subject::user("u1")],
+        meta: usage_store::ResponseMeta {
+            user_id: Some("u1".into()),
+            ..Default::default()
+        },
+        ttl: None,
+    };
+    let failed = t
+        .guard(ctx(), &one_request(), || async {
+            Err::<serde_json::Value, String>("upstream 529".into())
+        })
+        .await
+        .expect("guard");
+    c.that("the call's error comes back", failed.is_err());
+    let body = serde_json::json!({"id": "msg_guard", "type": "message", "model": "claude-haiku-4-5",
+        "usage": {"input_tokens": 100, "output_tokens": 20}});
+    let ok = t
+        .guard(
+            ctx(),
+            &one_request(),
+            || async move { Ok::<_, String>(body) },
+        )
+        .await
+        .expect("guard");
+    match ok {
+        Ok((_, recorded)) => {
+            c.eq("one event", recorded.len(), 1);
+            c.that("latency measured", recorded[0].event.latency_ms.is_some());
+            c.eq(
+                "id from the response",
+                recorded[0].event.id.as_str().to_owned(),
+                "msg_guard".to_owned(),
+            );
+        }
+        Err(e) => c.fail(format!("call failed: {e}")),
+    }
+    // A failed call is still a request made: with the success, the quota of two is used up.
+    c.that(
+        "third call refused",
+        matches!(
+            t.guard(ctx(), &one_request(), || async {
+                Ok::<_, String>(serde_json::json!({}))
+            })
+            .await,
+            Err(Error::QuotaExceeded { .. })
+        ),
+    );
+    let s = t
+        .summary(&usage_core::query::Filter::default(), &[])
+        .await
+        .expect("summary");
+    c.eq(
+        "events: one error, one success",
+        (s.totals.requests, s.totals.errors),
+        (2, 1),
+    );
+    c.finish();
+}
