@@ -749,7 +749,12 @@ impl QuotaStore for MemoryStore {
     }
 
     async fn delete_quota(&self, id: &str) -> Result<bool> {
-        Ok(self.quota_state()?.quotas.remove(id).is_some())
+        let mut q = self.quota_state()?;
+        // Its outstanding holds stop counting, as the contract says (and SQL backends do).
+        for r in q.reservations.values_mut() {
+            r.holds.retain(|(quota, _)| quota != id);
+        }
+        Ok(q.quotas.remove(id).is_some())
     }
 
     async fn held(&self, quota_id: &str, now: DateTime<Utc>) -> Result<Decimal> {
