@@ -24,6 +24,33 @@ pub mod sqlite;
 mod tracker;
 mod writer;
 
+/// The rollup tables' sum columns, in `usage_core::query::Totals` field order: one list for
+/// every SQL backend's schema, reads and writes.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+pub(crate) const TOTALS_COLUMNS: [&str; 21] = [
+    "requests",
+    "errors",
+    "unpriced",
+    "input",
+    "cache_read",
+    "cache_write_5m",
+    "cache_write_1h",
+    "output",
+    "reasoning",
+    "web_search_requests",
+    "web_fetch_requests",
+    "cost_input",
+    "cost_cache_read",
+    "cost_cache_write_5m",
+    "cost_cache_write_1h",
+    "cost_output",
+    "cost_web_search",
+    "cost_total",
+    "latency_sum_ms",
+    "latency_count",
+    "duration_sum_ms",
+];
+
 use std::sync::Arc;
 
 use usage_core::store::Store;

@@ -17,29 +17,7 @@ use super::{BACKEND, db_err};
 pub(super) const HOUR_MS: i64 = 3_600_000;
 
 /// The sum columns of both rollup tables, in [`Totals`] field order.
-pub(super) const SUM_COLUMNS: [&str; 21] = [
-    "requests",
-    "errors",
-    "unpriced",
-    "input",
-    "cache_read",
-    "cache_write_5m",
-    "cache_write_1h",
-    "output",
-    "reasoning",
-    "web_search_requests",
-    "web_fetch_requests",
-    "cost_input",
-    "cost_cache_read",
-    "cost_cache_write_5m",
-    "cost_cache_write_1h",
-    "cost_output",
-    "cost_web_search",
-    "cost_total",
-    "latency_sum_ms",
-    "latency_count",
-    "duration_sum_ms",
-];
+pub(super) const SUM_COLUMNS: [&str; 21] = crate::TOTALS_COLUMNS;
 
 /// Signed sums in [`SUM_COLUMNS`] order (signed: a reprice subtracts old costs).
 type Sums = [i64; 21];

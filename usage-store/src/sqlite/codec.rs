@@ -11,29 +11,7 @@ use usage_core::query::Totals;
 use usage_core::{Error, PricingContext, TokenUsage, Usd};
 
 /// The [`Totals`] fields, in the order [`Sums`] holds them; also the rollup column names.
-pub(super) const TOTALS_COLS: [&str; 21] = [
-    "requests",
-    "errors",
-    "unpriced",
-    "input",
-    "cache_read",
-    "cache_write_5m",
-    "cache_write_1h",
-    "output",
-    "reasoning",
-    "web_search_requests",
-    "web_fetch_requests",
-    "cost_input",
-    "cost_cache_read",
-    "cost_cache_write_5m",
-    "cost_cache_write_1h",
-    "cost_output",
-    "cost_web_search",
-    "cost_total",
-    "latency_sum_ms",
-    "latency_count",
-    "duration_sum_ms",
-];
+pub(super) const TOTALS_COLS: [&str; 21] = crate::TOTALS_COLUMNS;
 
 /// The `events` columns an event is written to and read from, in bind/select order.
 pub(super) const EVENT_COLS: [&str; 36] = [
