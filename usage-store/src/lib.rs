@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+mod call;
 pub mod export;
 pub mod memory;
 #[cfg(feature = "postgres")]
@@ -56,6 +57,7 @@ use std::sync::Arc;
 use usage_core::store::Store;
 use usage_core::{Error, Result};
 
+pub use call::CallGuard;
 pub use quotas::{AlertCallback, DEFAULT_RESERVATION_TTL, GuardContext};
 pub use tracker::{Recorded, ResponseMeta, Tracker, TrackerOptions, response_events};
 pub use writer::BatchOptions;

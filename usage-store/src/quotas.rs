@@ -15,11 +15,11 @@ use usage_core::query::{Bucket, Filter, TimeRange};
 use usage_core::quota::estimate::Estimate;
 use usage_core::quota::status::{self, Decision, QuotaStatus};
 use usage_core::quota::window::WindowSpan;
-use usage_core::quota::{Quota, Subject, Window};
+use usage_core::quota::{Quota, QuotaMetric, Subject, Window};
 use usage_core::store::{Alert, HoldRequest, Reservation, ReserveRequest};
 use usage_core::{Error, Result};
 
-use crate::tracker::{Recorded, ResponseMeta, Tracker, response_events};
+use crate::tracker::{Recorded, ResponseMeta, Tracker};
 
 /// Called with every alert this process stores (first notice of a threshold crossing).
 pub type AlertCallback = Arc<dyn Fn(&Alert) + Send + Sync>;
@@ -74,6 +74,9 @@ pub struct GuardContext {
     pub meta: ResponseMeta,
     /// How long the hold lasts if the process dies mid-call (default 10 minutes).
     pub ttl: Option<StdDuration>,
+    /// When no quota applies (so nothing is held), record through the batched writer instead
+    /// of one durable write per call. A held call always commits durably.
+    pub batched: bool,
 }
 
 impl Tracker {
@@ -131,7 +134,7 @@ impl Tracker {
 
     /// The quotas that apply to `subjects`: theirs and every global quota. A scoped handle
     /// may only ask about its own user.
-    async fn applicable(&self, subjects: &[Subject]) -> Result<Vec<Quota>> {
+    pub(crate) async fn applicable(&self, subjects: &[Subject]) -> Result<Vec<Quota>> {
         for s in subjects {
             s.validate()?;
             if let (Some(mine), Subject::User { id }) = (&self.scope.user_id, s)
@@ -173,29 +176,93 @@ impl Tracker {
         used: Decimal,
     ) -> Result<Forecast> {
         let options = ForecastOptions::default();
-        let tz = usage_core::query::parse_tz(&quota.tz)?;
+        self.forecast_span(
+            &quota.subject.filter(),
+            quota.metric,
+            &quota.tz,
+            span,
+            used,
+            Some(quota.limit),
+            &options,
+        )
+        .await
+    }
+
+    /// Daily history of `metric` over the look-back, then the forecast for `span`.
+    #[allow(clippy::too_many_arguments)]
+    async fn forecast_span(
+        &self,
+        filter: &Filter,
+        metric: QuotaMetric,
+        tz_name: &str,
+        span: &WindowSpan,
+        used: Decimal,
+        limit: Option<Decimal>,
+        options: &ForecastOptions,
+    ) -> Result<Forecast> {
+        let tz = usage_core::query::parse_tz(tz_name)?;
         let today = Bucket::Day.floor(&tz, span.now);
         let mut start = today;
-        for _ in 0..options.lookback_days {
+        for _ in 0..options.lookback_days.clamp(1, 3660) {
             start = Bucket::Day.floor(&tz, start - Duration::hours(1));
         }
         let range = TimeRange::new(start, Bucket::Day.next(&tz, today))?;
         let filter = Filter {
             range: Some(range),
-            ..quota.subject.filter()
+            ..filter.clone()
         };
         let series = usage_core::query::reports::timeseries(
             &*self.shared.store,
             &filter,
             Bucket::Day,
-            &quota.tz,
+            tz_name,
         )
         .await?;
         let daily: Vec<(DateTime<Utc>, Decimal)> = series
             .iter()
-            .map(|p| (p.start, quota.metric.amount(&p.totals)))
+            .map(|p| (p.start, metric.amount(&p.totals)))
             .collect();
-        Ok(forecast(&daily, used, Some(quota.limit), span, &options))
+        Ok(forecast(&daily, used, limit, span, options))
+    }
+
+    /// Forecasts any slice of usage, not only a quota's: `metric` of the events matching `filter`
+    /// (within this handle's scope) over the current `window` in time zone `tz`, against an
+    /// optional `limit` (a budget), with burn rate, period-end projection and range, and when
+    /// the limit is expected to be reached. `filter.range` is ignored: the window sets the
+    /// period.
+    pub async fn forecast(
+        &self,
+        filter: &Filter,
+        metric: QuotaMetric,
+        window: Window,
+        tz: &str,
+        limit: Option<Decimal>,
+        options: &ForecastOptions,
+    ) -> Result<Forecast> {
+        window.validate()?;
+        if let Some(l) = limit
+            && l.is_sign_negative()
+        {
+            return Err(Error::argument(
+                "limit",
+                format!("must not be negative, got {l}"),
+            ));
+        }
+        let zone = usage_core::query::parse_tz(tz)?;
+        let span = window.span_at(&zone, Utc::now())?;
+        let filter = self.scoped_filter(filter)?;
+        let totals_filter = Filter {
+            range: Some(span.range()),
+            ..filter.clone()
+        };
+        let mut used = Decimal::ZERO;
+        for req in plan_requests(&totals_filter, &[], None) {
+            for row in self.shared.store.aggregate(&req).await? {
+                used += metric.amount(&row.totals);
+            }
+        }
+        self.forecast_span(&filter, metric, tz, &span, used, limit, options)
+            .await
     }
 
     /// For every quota applying to `subjects` (and every global quota): used, held, limit,
@@ -351,46 +418,14 @@ impl Tracker {
         Fut: std::future::Future<Output = std::result::Result<serde_json::Value, E>>,
         E: std::fmt::Display,
     {
-        let provider = ctx
-            .provider
-            .ok_or_else(|| Error::argument("provider", "a guarded call needs its provider"))?;
-        let reservation = self.reserve(&ctx.subjects, estimate, ctx.ttl).await?;
-        let started = Instant::now();
-        let outcome = call().await;
-        let elapsed = started.elapsed().as_millis() as u64;
-        match outcome {
+        let guard = self.begin_call(ctx, estimate).await?;
+        match call().await {
             Ok(body) => {
-                let meta = ResponseMeta {
-                    latency_ms: ctx.meta.latency_ms.or(Some(elapsed)),
-                    duration_ms: ctx.meta.duration_ms.or(Some(elapsed)),
-                    ..ctx.meta
-                };
-                match response_events(provider, &body, meta) {
-                    Ok(events) => {
-                        let recorded = self.commit(&reservation.id, events).await?;
-                        Ok(Ok((body, recorded)))
-                    }
-                    Err(e) => {
-                        self.release(&reservation.id).await?;
-                        Err(e)
-                    }
-                }
+                let recorded = guard.succeed(&body).await?;
+                Ok(Ok((body, recorded)))
             }
             Err(err) => {
-                let meta = ctx.meta;
-                let mut e = NewEvent::new(
-                    provider.as_str(),
-                    meta.model.clone().unwrap_or_else(|| "unknown".to_owned()),
-                    Default::default(),
-                );
-                e.status = usage_core::Status::Error;
-                e.error_type = Some("call_failed".to_owned());
-                e.error_message = Some(err.to_string());
-                e.user_id = meta.user_id;
-                e.tags = meta.tags;
-                e.duration_ms = Some(elapsed);
-                self.release(&reservation.id).await?;
-                self.record(e).await?;
+                guard.fail("call_failed", &err.to_string()).await?;
                 Ok(Err(err))
             }
         }

@@ -15,7 +15,7 @@ use usage_core::query::{Bucket, Dimension, Filter, Metric, Query, QueryResult, T
 use usage_core::store::{RepriceReport, RunOptions, RunRecord, Store};
 use usage_core::{Error, Result};
 
-use crate::writer::{BatchOptions, BatchWriter};
+use crate::writer::{AfterWrite, BatchOptions, BatchWriter};
 
 /// Tracker settings.
 #[derive(Clone, Debug, Default)]
@@ -105,14 +105,33 @@ impl Tracker {
         let catalog = options
             .catalog
             .unwrap_or_else(|| Arc::new(PriceCatalog::builtin().clone()));
-        Tracker {
-            shared: Arc::new(Shared {
-                writer: BatchWriter::spawn(store.clone(), options.batch),
+        let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
+            let weak = weak.clone();
+            let after: AfterWrite = Arc::new(move |events| {
+                let weak = weak.clone();
+                Box::pin(async move {
+                    match weak.upgrade() {
+                        Some(shared) => {
+                            let tracker = Tracker {
+                                shared,
+                                scope: Filter::default(),
+                            };
+                            tracker.alerts_after(&events).await.map(|_| ())
+                        }
+                        None => Ok(()),
+                    }
+                })
+            });
+            Shared {
+                writer: BatchWriter::spawn(store.clone(), options.batch, after),
                 store,
                 catalog: RwLock::new(catalog),
                 quotas: Default::default(),
                 alert_callbacks: RwLock::new(Vec::new()),
-            }),
+            }
+        });
+        Tracker {
+            shared,
             scope: Filter::default(),
         }
     }
@@ -307,12 +326,24 @@ impl Tracker {
     /// durable after the next batch write (`flush`, `close`, a full batch or the flush
     /// interval). Duplicates are still stored once.
     pub async fn enqueue(&self, e: NewEvent) -> Result<UsageEvent> {
-        let (event, _) = self.prepare(e)?;
+        Ok(self.enqueue_recorded(e).await?.event)
+    }
+
+    /// [`enqueue`](Tracker::enqueue), answering like [`record`](Tracker::record) does: the
+    /// event is queued, not yet stored, so it is never reported a duplicate and its alerts
+    /// arrive through the callbacks and `alerts()` once its batch is written.
+    pub(crate) async fn enqueue_recorded(&self, e: NewEvent) -> Result<Recorded> {
+        let (event, breakdown) = self.prepare(e)?;
         if let Some(err) = self.shared.writer.take_error() {
             return Err(Error::store(self.shared.store.backend(), "enqueue", err));
         }
         self.shared.writer.send(event.clone()).await?;
-        Ok(event)
+        Ok(Recorded {
+            event,
+            duplicate: false,
+            breakdown,
+            alerts: Vec::new(),
+        })
     }
 
     /// Reads every usage record in a provider payload and records each durably.
@@ -337,7 +368,7 @@ impl Tracker {
         self.shared.store.close().await
     }
 
-    fn scoped_filter(&self, f: &Filter) -> Result<Filter> {
+    pub(crate) fn scoped_filter(&self, f: &Filter) -> Result<Filter> {
         f.within(&self.scope)
     }
 

@@ -3,6 +3,8 @@
 //! at most what was queued since the last write: at most `max_batch` events, or
 //! `flush_interval` worth of events.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +34,11 @@ impl Default for BatchOptions {
     }
 }
 
+/// Run after each batch is written, with the events that were new (not duplicates): the
+/// tracker evaluates quota thresholds there, so queued events fire alerts like recorded ones.
+pub(crate) type AfterWrite =
+    Arc<dyn Fn(Vec<UsageEvent>) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + Sync>;
+
 enum Msg {
     Event(Box<UsageEvent>),
     Flush(oneshot::Sender<Result<()>>),
@@ -45,7 +52,7 @@ pub(crate) struct BatchWriter {
 }
 
 impl BatchWriter {
-    pub(crate) fn spawn(store: Arc<dyn Store>, opts: BatchOptions) -> Self {
+    pub(crate) fn spawn(store: Arc<dyn Store>, opts: BatchOptions, after: AfterWrite) -> Self {
         let (tx, mut rx) = mpsc::channel::<Msg>(opts.max_queue.max(1));
         let last_error = Arc::new(Mutex::new(None));
         let errors = last_error.clone();
@@ -59,7 +66,7 @@ impl BatchWriter {
                     match tokio::time::timeout(opts.flush_interval, rx.recv()).await {
                         Ok(m) => m,
                         Err(_) => {
-                            write(&*store, &mut buf, &errors, &mut waiters).await;
+                            write(&*store, &after, &mut buf, &errors, &mut waiters).await;
                             continue;
                         }
                     }
@@ -68,15 +75,15 @@ impl BatchWriter {
                     Some(Msg::Event(e)) => {
                         buf.push(*e);
                         if buf.len() >= opts.max_batch {
-                            write(&*store, &mut buf, &errors, &mut waiters).await;
+                            write(&*store, &after, &mut buf, &errors, &mut waiters).await;
                         }
                     }
                     Some(Msg::Flush(done)) => {
                         waiters.push(done);
-                        write(&*store, &mut buf, &errors, &mut waiters).await;
+                        write(&*store, &after, &mut buf, &errors, &mut waiters).await;
                     }
                     None => {
-                        write(&*store, &mut buf, &errors, &mut waiters).await;
+                        write(&*store, &after, &mut buf, &errors, &mut waiters).await;
                         break;
                     }
                 }
@@ -112,20 +119,37 @@ impl BatchWriter {
 
 async fn write(
     store: &dyn Store,
+    after: &AfterWrite,
     buf: &mut Vec<UsageEvent>,
     errors: &Mutex<Option<String>>,
     waiters: &mut Vec<oneshot::Sender<Result<()>>>,
 ) {
+    let n = buf.len();
     let result = if buf.is_empty() {
         Ok(())
     } else {
-        store.insert(buf).await.map(|_| ())
+        match store.insert(buf).await {
+            Ok(inserted) => {
+                let new: Vec<UsageEvent> = buf
+                    .drain(..)
+                    .zip(inserted)
+                    .filter_map(|(e, ok)| ok.then_some(e))
+                    .collect();
+                if new.is_empty() {
+                    Ok(())
+                } else {
+                    after(new).await.map_err(|e| {
+                        format!("{n} queued events were stored, but their quota alerts could not be evaluated: {e}")
+                    })
+                }
+            }
+            Err(e) => Err(format!("{n} queued events were not stored: {e}")),
+        }
     };
-    let n = buf.len();
     buf.clear();
     let pending = errors.lock().ok().and_then(|mut e| e.take());
     let outcome = match (result, pending) {
-        (Err(e), _) => Err(format!("{n} queued events were not stored: {e}")),
+        (Err(e), _) => Err(e),
         (Ok(()), Some(p)) => Err(p),
         (Ok(()), None) => Ok(()),
     };

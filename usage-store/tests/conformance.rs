@@ -79,6 +79,9 @@ macro_rules! conformance_tests {
                 quotas::soft_quota_never_blocks,
                 quotas::bad_quotas_are_rejected,
                 quotas::guard_records_success_and_failure,
+                quotas::begin_call_steps,
+                quotas::queued_events_fire_alerts,
+                quotas::forecast_for_any_filter,
                 $($($xmod::$xcase,)*)?
             );
         }

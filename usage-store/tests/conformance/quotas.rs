@@ -355,6 +355,7 @@ pub async fn guard_records_success_and_failure(b: &Backend) {
             ..Default::default()
         },
         ttl: None,
+        batched: false,
     };
     let failed = t
         .guard(ctx(), &one_request(), || async {
@@ -404,6 +405,211 @@ pub async fn guard_records_success_and_failure(b: &Backend) {
         "events: one error, one success",
         (s.totals.requests, s.totals.errors),
         (2, 1),
+    );
+    c.finish();
+}
+
+/// The step API the SDK wrappers use: a blocked subject is refused before the call, a finished
+/// call cannot be finished again, a failed call drops its hold, and a call no quota covers
+/// writes nothing until it finishes (through the batched writer when asked).
+pub async fn begin_call_steps(b: &Backend) {
+    let mut c = Check::new(b.label(), "begin_call_steps");
+    let t = b.tracker();
+    t.set_quota(Quota::new(
+        "u1-cost",
+        Subject::user("u1"),
+        QuotaMetric::Cost,
+        dec("1"),
+        Window::Day,
+    ))
+    .await
+    .expect("quota");
+    let ctx = |user: &str, batched: bool| GuardContext {
+        provider: Some(usage_core::extract::Provider::Anthropic),
+        subjects: vec![Subject::user(user)],
+        meta: usage_store::ResponseMeta {
+            user_id: Some(user.into()),
+            model: Some("claude-haiku-4-5".into()),
+            ..Default::default()
+        },
+        ttl: None,
+        batched,
+    };
+    let costly = Estimate::new(TokenUsage::default(), "0.6".parse().expect("usd"));
+
+    let first = t
+        .begin_call(ctx("u1", false), &costly)
+        .await
+        .expect("begin");
+    c.that("a covered call holds", first.reservation_id().is_some());
+    let second = t.begin_call(ctx("u1", false), &costly).await;
+    c.that(
+        "0.6 held + 0.6 asked > 1: refused before the call",
+        matches!(second, Err(Error::QuotaExceeded { .. })),
+    );
+    let failed = first.fail("api_error", "upstream 500").await.expect("fail");
+    c.eq(
+        "the failure is recorded",
+        (failed.event.status, failed.event.error_type.clone()),
+        (usage_core::Status::Error, Some("api_error".to_owned())),
+    );
+    c.that(
+        "finishing twice is an error",
+        matches!(
+            first.fail("x", "y").await,
+            Err(Error::InvalidArgument { .. })
+        ),
+    );
+    let s = &t
+        .quota_status(&[Subject::user("u1")])
+        .await
+        .expect("status")[0];
+    c.eq("the failed call's hold is gone", s.held, Decimal::ZERO);
+
+    let again = t
+        .begin_call(ctx("u1", false), &costly)
+        .await
+        .expect("fits again");
+    again.first_token();
+    let body = serde_json::json!({"id": "msg_steps", "type": "message", "model": "claude-haiku-4-5",
+        "usage": {"input_tokens": 1000, "output_tokens": 200}});
+    let rec = again.succeed(&body).await.expect("succeed");
+    c.eq(
+        "committed cost",
+        rec[0].event.total_cost().to_string(),
+        "0.002".to_owned(),
+    );
+    c.that("latency measured", rec[0].event.latency_ms.is_some());
+
+    let free = t
+        .begin_call(ctx("u2", true), &costly)
+        .await
+        .expect("uncovered");
+    c.that(
+        "an uncovered call holds nothing",
+        free.reservation_id().is_none(),
+    );
+    let mut streamed = NewEvent::new(
+        "anthropic",
+        "claude-haiku-4-5",
+        TokenUsage {
+            input: 10,
+            output: 5,
+            ..Default::default()
+        },
+    );
+    streamed.id = Some("msg_stream".into());
+    let rec = free
+        .succeed_with(vec![streamed])
+        .await
+        .expect("succeed_with");
+    c.eq(
+        "the call's user is filled in",
+        rec[0].event.user_id.clone(),
+        Some("u2".to_owned()),
+    );
+    t.flush().await.expect("flush");
+    let stored = t.event("msg_stream").await.expect("event");
+    c.that("batched event stored after flush", stored.is_some());
+    c.finish();
+}
+
+/// Events queued through the batched writer fire threshold alerts once their batch is
+/// written, like events recorded one by one.
+pub async fn queued_events_fire_alerts(b: &Backend) {
+    let mut c = Check::new(b.label(), "queued_events_fire_alerts");
+    let t = b.tracker();
+    let fired = Arc::new(AtomicUsize::new(0));
+    let counter = fired.clone();
+    t.on_alert(Arc::new(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }));
+    t.set_quota(Quota::new(
+        "u1-day",
+        Subject::user("u1"),
+        QuotaMetric::Cost,
+        dec("10"),
+        Window::Day,
+    ))
+    .await
+    .expect("quota");
+    for _ in 0..9 {
+        t.enqueue(paid("u1", "1")).await.expect("enqueue");
+    }
+    t.flush().await.expect("flush");
+    c.eq(
+        "80% crossed once: one callback",
+        fired.load(Ordering::SeqCst),
+        1,
+    );
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    let polled = t.alerts(since, 10).await.expect("alerts");
+    c.eq(
+        "and one stored alert",
+        polled
+            .iter()
+            .map(|a| a.threshold.clone())
+            .collect::<Vec<_>>(),
+        vec!["warning".to_owned()],
+    );
+    c.finish();
+}
+
+/// `forecast` works for any filter, not only a quota's: with usage today only, the projection
+/// is at least what is used and the limit is reported back.
+pub async fn forecast_for_any_filter(b: &Backend) {
+    let mut c = Check::new(b.label(), "forecast_for_any_filter");
+    let t = b.tracker();
+    t.record(paid("u1", "2")).await.expect("record");
+    t.record(paid("u2", "5")).await.expect("record");
+    let filter = usage_core::query::Filter {
+        user_id: Some("u1".into()),
+        ..Default::default()
+    };
+    let f = t
+        .forecast(
+            &filter,
+            QuotaMetric::Cost,
+            Window::Month { anchor_day: 1 },
+            "UTC",
+            Some(dec("100")),
+            &Default::default(),
+        )
+        .await
+        .expect("forecast");
+    c.that(
+        "projection covers what u1 used, not u2",
+        f.projected >= dec("2") && f.low >= dec("2"),
+    );
+    c.eq("limit echoed", f.limit, Some(dec("100")));
+    let bad = t
+        .forecast(
+            &filter,
+            QuotaMetric::Cost,
+            Window::Day,
+            "Mars/Base",
+            None,
+            &Default::default(),
+        )
+        .await;
+    c.that(
+        "unknown time zone named",
+        matches!(bad, Err(e) if e.to_string().contains("Mars/Base")),
+    );
+    let scoped = t.for_user("u2").expect("scope");
+    let other = scoped
+        .forecast(
+            &filter,
+            QuotaMetric::Cost,
+            Window::Day,
+            "UTC",
+            None,
+            &Default::default(),
+        )
+        .await;
+    c.that(
+        "a scoped handle cannot forecast another user",
+        other.is_err(),
     );
     c.finish();
 }

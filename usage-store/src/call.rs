@@ -1,0 +1,189 @@
+//! A guarded provider call in steps, for code that cannot hand the call to
+//! [`Tracker::guard`] as one future: the Python and Node SDK wrappers, streams consumed by the
+//! caller. [`Tracker::begin_call`] reserves the estimate (or fails before anything is sent);
+//! the returned [`CallGuard`] then records the outcome exactly once and drops the hold.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use usage_core::event::NewEvent;
+use usage_core::quota::estimate::Estimate;
+use usage_core::store::Reservation;
+use usage_core::{Error, Result};
+
+use crate::quotas::GuardContext;
+use crate::tracker::{Recorded, ResponseMeta, Tracker, response_events};
+
+/// An open guarded call: its hold (when a quota applies), its clock, and the identity to record
+/// its outcome under. Finish it with [`succeed`](CallGuard::succeed),
+/// [`succeed_with`](CallGuard::succeed_with) or [`fail`](CallGuard::fail); an unfinished guard
+/// keeps its hold until the reservation's TTL runs out.
+#[derive(Debug)]
+pub struct CallGuard {
+    tracker: Tracker,
+    ctx: GuardContext,
+    reservation: Option<Reservation>,
+    started: Instant,
+    first_token: Mutex<Option<Instant>>,
+    finished: Mutex<bool>,
+}
+
+impl Tracker {
+    /// Starts a guarded call: atomically holds `estimate` against every quota that applies to
+    /// `ctx.subjects` (and every global quota), or fails with `QuotaExceeded` before the caller
+    /// sends anything. When no quota applies nothing is written until the call finishes.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use usage_core::extract::Provider;
+    /// use usage_store::{GuardContext, Tracker};
+    /// let tracker = Tracker::open("memory://").await?;
+    /// let ctx = GuardContext { provider: Some(Provider::Anthropic), ..Default::default() };
+    /// let call = tracker.begin_call(ctx, &Default::default()).await?;
+    /// let response = serde_json::json!({
+    ///     "id": "msg_1", "type": "message", "model": "claude-haiku-4-5",
+    ///     "usage": { "input_tokens": 1000, "output_tokens": 200 }
+    /// });
+    /// let recorded = call.succeed(&response).await?;
+    /// assert_eq!(recorded[0].event.total_cost().to_string(), "0.002");
+    /// # Ok::<_, usage_core::Error>(()) }).unwrap();
+    /// ```
+    pub async fn begin_call(&self, ctx: GuardContext, estimate: &Estimate) -> Result<CallGuard> {
+        if ctx.provider.is_none() {
+            return Err(Error::argument(
+                "provider",
+                "a guarded call needs its provider",
+            ));
+        }
+        let reservation = if self.applicable(&ctx.subjects).await?.is_empty() {
+            None
+        } else {
+            Some(self.reserve(&ctx.subjects, estimate, ctx.ttl).await?)
+        };
+        Ok(CallGuard {
+            tracker: self.clone(),
+            ctx,
+            reservation,
+            started: Instant::now(),
+            first_token: Mutex::new(None),
+            finished: Mutex::new(false),
+        })
+    }
+}
+
+impl CallGuard {
+    /// The reservation holding the estimate, when a quota applied.
+    pub fn reservation_id(&self) -> Option<String> {
+        self.reservation.as_ref().map(|r| r.id.clone())
+    }
+
+    /// Marks the first token's arrival (a stream's latency); later calls change nothing.
+    pub fn first_token(&self) {
+        let mut slot = self.first_token.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert_with(Instant::now);
+    }
+
+    /// The identity and timings to record under, measured now.
+    fn meta(&self) -> ResponseMeta {
+        let ms = |at: Instant| at.duration_since(self.started).as_millis() as u64;
+        let duration = ms(Instant::now());
+        let first = *self.first_token.lock().unwrap_or_else(|p| p.into_inner());
+        ResponseMeta {
+            latency_ms: self
+                .ctx
+                .meta
+                .latency_ms
+                .or(Some(first.map_or(duration, ms))),
+            duration_ms: self.ctx.meta.duration_ms.or(Some(duration)),
+            ..self.ctx.meta.clone()
+        }
+    }
+
+    /// Claims the right to finish; the second claim is an error.
+    fn finish(&self) -> Result<()> {
+        let mut done = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        if *done {
+            return Err(Error::argument("call", "this call was already finished"));
+        }
+        *done = true;
+        Ok(())
+    }
+
+    /// Reads the usage in the provider's response and records it with the measured latency,
+    /// dropping the hold in the same transaction. A response without readable usage releases
+    /// the hold and returns the extraction error.
+    pub async fn succeed(&self, response: &serde_json::Value) -> Result<Vec<Recorded>> {
+        let provider = self.ctx.provider.expect("checked in begin_call");
+        match response_events(provider, response, self.meta()) {
+            Ok(events) => self.record(events).await,
+            Err(e) => {
+                self.finish()?;
+                if let Some(r) = &self.reservation {
+                    self.tracker.release(&r.id).await?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Records events built by the caller (from a stream accumulator, say), filling in the
+    /// measured latency and duration and the call's user and tags where the events have none.
+    pub async fn succeed_with(&self, mut events: Vec<NewEvent>) -> Result<Vec<Recorded>> {
+        let meta = self.meta();
+        for e in &mut events {
+            e.latency_ms = e.latency_ms.or(meta.latency_ms);
+            e.duration_ms = e.duration_ms.or(meta.duration_ms);
+            if e.user_id.is_none() {
+                e.user_id = meta.user_id.clone();
+            }
+            for (k, v) in &meta.tags {
+                e.tags.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        self.record(events).await
+    }
+
+    async fn record(&self, events: Vec<NewEvent>) -> Result<Vec<Recorded>> {
+        self.finish()?;
+        match &self.reservation {
+            Some(r) => self.tracker.commit(&r.id, events).await,
+            None if self.ctx.batched => {
+                let mut out = Vec::with_capacity(events.len());
+                for e in events {
+                    out.push(self.tracker.enqueue_recorded(e).await?);
+                }
+                Ok(out)
+            }
+            None => self.tracker.record_many(events).await,
+        }
+    }
+
+    /// Records the call as failed (`error_type`, `message`, usage zero) and drops its hold.
+    pub async fn fail(&self, error_type: &str, message: &str) -> Result<Recorded> {
+        self.finish()?;
+        let meta = self.meta();
+        let provider = self.ctx.provider.expect("checked in begin_call");
+        let mut e = NewEvent::new(
+            provider.as_str(),
+            meta.model.clone().unwrap_or_else(|| "unknown".to_owned()),
+            Default::default(),
+        );
+        e.status = usage_core::Status::Error;
+        e.error_type = Some(error_type.to_owned());
+        e.error_message = Some(message.to_owned());
+        e.user_id = meta.user_id;
+        e.tags = meta.tags;
+        e.latency_ms = meta.latency_ms;
+        e.duration_ms = meta.duration_ms;
+        e.id = meta.id;
+        if let Some(r) = &self.reservation {
+            self.tracker.release(&r.id).await?;
+        }
+        let mut recorded = if self.ctx.batched {
+            vec![self.tracker.enqueue_recorded(e).await?]
+        } else {
+            self.tracker.record_many(vec![e]).await?
+        };
+        Ok(recorded.remove(0))
+    }
+}
