@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use usage_core::extract::Provider;
-use usage_core::query::{Bucket, Dimension, Filter, Period, parse_tz};
+use usage_core::query::{Bucket, Dimension, Filter, Period, Query, parse_tz};
 use usage_store::{ResponseMeta, Tracker, response_events};
 
 /// A tiny deterministic generator, so every run records the same sample.
@@ -166,6 +166,17 @@ async fn main() -> Result<(), usage_core::Error> {
         )
         .await?;
     let t = &s.totals;
+    // Percentiles come from the general query (they read every raw latency).
+    let p95 = tracker
+        .query(&Query {
+            filter: this_month.clone(),
+            latency_p95: true,
+            ..Default::default()
+        })
+        .await?
+        .rows
+        .first()
+        .and_then(|r| r.latency_p95_ms);
     println!(
         "This month ({} .. {}, {tz})",
         month.start.date_naive(),
@@ -194,7 +205,7 @@ async fn main() -> Result<(), usage_core::Error> {
         s.distinct.get("workflow").unwrap_or(&0),
         s.distinct.get("instance").unwrap_or(&0),
         s.latency_avg_ms.unwrap_or(0.0),
-        s.latency_p95_ms.unwrap_or(0),
+        p95.unwrap_or(0),
         s.total_duration_ms as f64 / 3_600_000.0
     );
 

@@ -20,6 +20,7 @@ pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod quotas;
+mod rollups;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod tracker;

@@ -31,16 +31,17 @@ impl Plan {
     }
 }
 
-/// The coarsest grain (3600, 900, 60 or 1 seconds) every bucket boundary falls on.
+/// The coarsest grain (86400, 3600, 900, 60 or 1 seconds) every bucket boundary falls on.
 fn grain_for(starts: &[DateTime<Utc>], range: &TimeRange) -> i64 {
     let secs = starts
         .iter()
         .map(|t| t.timestamp())
         .chain([range.end.timestamp()]);
-    let mut grain = 3600;
+    let mut grain = DAY_SECS;
     for s in secs {
         while grain > 1 && s.rem_euclid(grain) != 0 {
             grain = match grain {
+                DAY_SECS => 3600,
                 3600 => 900,
                 900 => 60,
                 _ => 1,
@@ -50,14 +51,29 @@ fn grain_for(starts: &[DateTime<Utc>], range: &TimeRange) -> i64 {
     grain
 }
 
-fn floor_hour(t: DateTime<Utc>) -> DateTime<Utc> {
+const DAY_SECS: i64 = 86_400;
+
+fn floor_to(t: DateTime<Utc>, step_secs: i64) -> DateTime<Utc> {
     let s = t.timestamp();
-    DateTime::from_timestamp(s - s.rem_euclid(3600), 0).unwrap_or(t)
+    DateTime::from_timestamp(s - s.rem_euclid(step_secs), 0).unwrap_or(t)
+}
+
+fn ceil_to(t: DateTime<Utc>, step_secs: i64) -> DateTime<Utc> {
+    let f = floor_to(t, step_secs);
+    if f == t {
+        t
+    } else {
+        f.checked_add_signed(Duration::seconds(step_secs))
+            .unwrap_or(f)
+    }
+}
+
+fn floor_hour(t: DateTime<Utc>) -> DateTime<Utc> {
+    floor_to(t, 3600)
 }
 
 fn ceil_hour(t: DateTime<Utc>) -> DateTime<Utc> {
-    let f = floor_hour(t);
-    if f == t { t } else { f + Duration::hours(1) }
+    ceil_to(t, 3600)
 }
 
 /// The primitive requests that together cover `filter`'s range exactly once, grouped by
@@ -103,11 +119,24 @@ fn split(
         range: Some(TimeRange { start, end }),
         ..filter.clone()
     };
-    let mut out = Vec::with_capacity(3);
+    let mut out = Vec::with_capacity(5);
     if range.start < mid_start {
         out.push(req(with(range.start, mid_start), Source::Raw));
     }
-    out.push(req(with(mid_start, mid_end), Source::Rollup));
+    // Whole UTC days in the middle get a request of their own, which backends may serve
+    // from daily rollups; the hours around them from hourly ones.
+    let (days_start, days_end) = (ceil_to(mid_start, DAY_SECS), floor_to(mid_end, DAY_SECS));
+    if days_start < days_end && grain.is_none_or(|g| g % DAY_SECS == 0) {
+        if mid_start < days_start {
+            out.push(req(with(mid_start, days_start), Source::Rollup));
+        }
+        out.push(req(with(days_start, days_end), Source::Rollup));
+        if days_end < mid_end {
+            out.push(req(with(days_end, mid_end), Source::Rollup));
+        }
+    } else {
+        out.push(req(with(mid_start, mid_end), Source::Rollup));
+    }
     if mid_end < range.end {
         out.push(req(with(mid_end, range.end), Source::Raw));
     }
@@ -400,7 +429,31 @@ pub async fn verify_rollups(
         Dimension::Model,
         Dimension::Status,
     ];
-    diffs.extend(compare(store, &filter, plain, "events").await?);
+    diffs.extend(compare(store, &filter, plain.clone(), 3600, "events").await?);
+    // Backends may keep coarser rollups for requests without a user (`models`) and for whole
+    // UTC days (`daily`); these requests are the shapes they serve.
+    diffs.extend(
+        compare(
+            store,
+            &filter,
+            vec![Dimension::Provider, Dimension::Model, Dimension::Status],
+            3600,
+            "models",
+        )
+        .await?,
+    );
+    if let Some(r) = filter.range {
+        let (start, end) = (ceil_to(r.start, DAY_SECS), floor_to(r.end, DAY_SECS));
+        if start < end {
+            let days = Filter {
+                range: Some(TimeRange { start, end }),
+                ..filter.clone()
+            };
+            diffs.extend(compare(store, &days, plain, DAY_SECS, "daily").await?);
+        }
+    } else {
+        diffs.extend(compare(store, &filter, plain, DAY_SECS, "daily").await?);
+    }
     // Tag rollups: check every tag key seen in the range.
     let keys = store_tag_keys(store, &filter).await?;
     for k in keys {
@@ -409,6 +462,7 @@ pub async fn verify_rollups(
                 store,
                 &filter,
                 vec![Dimension::User, Dimension::Tag(k.clone())],
+                3600,
                 &format!("tags:{k}"),
             )
             .await?,
@@ -435,12 +489,13 @@ async fn compare(
     store: &dyn Store,
     filter: &Filter,
     group_by: Vec<Dimension>,
+    grain_secs: i64,
     rollup: &str,
 ) -> Result<Vec<RollupDifference>> {
     let req = |source| AggregateRequest {
         filter: filter.clone(),
         group_by: group_by.clone(),
-        grain_secs: Some(3600),
+        grain_secs: Some(grain_secs),
         source,
     };
     let index = |rows: Vec<crate::store::AggregateRow>| {
@@ -473,9 +528,9 @@ async fn compare(
 /// A cell where rollups and raw events disagree.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RollupDifference {
-    /// `events` or `tags:<key>`.
+    /// `events`, `models` (user-free), `daily` (whole UTC days) or `tags:<key>`.
     pub rollup: String,
-    /// The hour.
+    /// The hour (the day, for `daily`).
     pub hour: Option<DateTime<Utc>>,
     /// The group.
     pub group: Vec<Option<String>>,
@@ -500,7 +555,9 @@ mod tests {
         let starts = Bucket::Day.starts(&tz, &r);
         assert_eq!(grain_for(&starts, &r), 900);
         let utc = parse_tz("UTC").unwrap();
-        assert_eq!(grain_for(&Bucket::Day.starts(&utc, &r), &r), 3600);
+        assert_eq!(grain_for(&Bucket::Day.starts(&utc, &r), &r), 86_400);
+        let ny = parse_tz("America/New_York").unwrap();
+        assert_eq!(grain_for(&Bucket::Day.starts(&ny, &r), &r), 3600);
     }
 
     #[test]

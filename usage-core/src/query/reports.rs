@@ -82,10 +82,9 @@ pub struct Summary {
     pub avg_cost_per_distinct: BTreeMap<String, Usd>,
     /// Cost per 1,000 tokens.
     pub cost_per_1k_tokens: Option<Usd>,
-    /// Mean latency, ms.
+    /// Mean latency, ms. (Percentiles need every raw latency, so a summary, which must stay
+    /// cheap over any period, leaves them out: ask a [`Query`] with `latency_p95`.)
     pub latency_avg_ms: Option<f64>,
-    /// 95th percentile latency, ms (from raw events).
-    pub latency_p95_ms: Option<u64>,
     /// Sum of call durations, ms ("total execution time").
     pub total_duration_ms: u64,
     /// Token categories as shares of all tokens.
@@ -101,7 +100,6 @@ pub async fn summary(
     let q = Query {
         filter: filter.clone(),
         distinct: distinct.to_vec(),
-        latency_p95: true,
         ..Default::default()
     };
     let res = run(store, &q).await?;
@@ -124,7 +122,6 @@ pub async fn summary(
             )
         }),
         latency_avg_ms: t.latency_avg_ms(),
-        latency_p95_ms: row.latency_p95_ms,
         total_duration_ms: t.duration_sum_ms,
         token_shares: TokenShares::of(&t),
         distinct: row.distinct,

@@ -13,6 +13,7 @@ use usage_core::event::UsageEvent;
 use super::columns::{bind_arrays, insert_arrays, insert_sql};
 use super::db_err;
 use super::rollup::{add_events_sql, add_tags_sql};
+use crate::rollups::{DERIVED, EVENTS};
 
 /// `ins` holds the rows actually inserted (a duplicate id is skipped by ON CONFLICT and so
 /// adds nothing anywhere); `tag_rows` one row per (new event, tag).
@@ -29,10 +30,14 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
          new_tags AS (INSERT INTO event_tags (seq, key, value, ts_ms, user_id) \
                       SELECT seq, tag_key, tag_value, ts_ms, user_id FROM tag_rows), \
          new_cells AS ({cells}), \
-         new_tag_cells AS ({tag_cells}) \
+         new_tag_cells AS ({tag_cells}), \
+         new_daily_cells AS ({daily}), \
+         new_model_cells AS ({models}) \
          SELECT id FROM ins",
         events = insert_sql(),
-        cells = add_events_sql("ins e", "TRUE"),
+        cells = add_events_sql(&EVENTS, "ins e", "TRUE"),
+        daily = add_events_sql(&DERIVED[0], "ins e", "TRUE"),
+        models = add_events_sql(&DERIVED[1], "ins e", "TRUE"),
         tag_cells = add_tags_sql("tag_rows e", "e.tag_key", "e.tag_value", "TRUE"),
     )
 });

@@ -17,6 +17,8 @@ use usage_core::{Error, Result};
 use super::columns::{bind_arrays, event_from_row, reprice_arrays, reprice_sql, select_list};
 use super::rollup::{Delta, HOUR_MS, add_events_sql, add_tags_sql};
 use super::{BACKEND, db_err, ms_to_time, range_ms};
+use crate::rollups::{DERIVED, EVENTS, refresh_range, refresh_sql};
+use sqlx::AssertSqlSafe;
 
 /// How a run's transaction ended, before its record is written.
 struct Ended {
@@ -202,7 +204,7 @@ async fn purge_tx(pool: &PgPool, cut: i64, opts: &RunOptions, done: &mut u64) ->
 async fn lock_for_rewrite(conn: &mut PgConnection, op: &'static str) -> Result<()> {
     sqlx::raw_sql(
         "LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE; \
-         LOCK TABLE rollup_events, rollup_tags IN EXCLUSIVE MODE",
+         LOCK TABLE rollup_events, rollup_tags, rollup_daily, rollup_models IN EXCLUSIVE MODE",
     )
     .execute(conn)
     .await
@@ -229,7 +231,8 @@ fn clip(range: Option<TimeRange>, horizon: Option<DateTime<Utc>>) -> Option<Time
 const BATCH_WHERE: &str =
     "e.ts_ms >= $1 AND e.ts_ms < $2 AND (e.ts_ms, e.id) > ($3, $4) AND (e.ts_ms, e.id) <= ($5, $6)";
 
-static REBUILD_EVENTS: LazyLock<String> = LazyLock::new(|| add_events_sql("events e", BATCH_WHERE));
+static REBUILD_EVENTS: LazyLock<String> =
+    LazyLock::new(|| add_events_sql(&EVENTS, "events e", BATCH_WHERE));
 static REBUILD_TAGS: LazyLock<String> = LazyLock::new(|| {
     add_tags_sql(
         "events e JOIN event_tags t ON t.seq = e.seq",
@@ -359,12 +362,35 @@ async fn rebuild_tx(
             detail: None,
         });
     }
+    refresh_derived(&mut tx, start, end, op).await?;
     tx.commit().await.map_err(db_err(op))?;
     Ok(Ended {
         outcome: RunOutcome::Succeeded,
         rows: *done,
         detail: None,
     })
+}
+
+/// Recomputes the derived rollups over every period overlapping `[start, end)` from
+/// `rollup_events`, after a rebuild or reprice rewrote it there.
+async fn refresh_derived(
+    conn: &mut PgConnection,
+    start: i64,
+    end: i64,
+    op: &'static str,
+) -> Result<()> {
+    for t in &DERIVED {
+        let (from, to) = refresh_range(t, start, end);
+        for sql in refresh_sql(t, "$1", "$2") {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(from)
+                .bind(to)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err(op))?;
+        }
+    }
+    Ok(())
 }
 
 static REPRICE_UPDATE: LazyLock<String> = LazyLock::new(reprice_sql);
@@ -500,6 +526,7 @@ async fn reprice_tx(
         .execute(&mut *tx)
         .await
         .map_err(db_err(op))?;
+    refresh_derived(&mut tx, hour_start, hour_end, op).await?;
     tx.commit().await.map_err(db_err(op))?;
     Ok(Ended {
         outcome: RunOutcome::Succeeded,

@@ -12,6 +12,10 @@ use super::{BACKEND, db_err};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../migrations/postgres/0002_quotas.sql")),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_coarse_rollups.sql"),
+    ),
 ];
 
 /// The advisory lock held while migrating ("usage-co" in ASCII). It is database-wide, so

@@ -16,6 +16,7 @@ use usage_core::{Error, Result};
 use super::columns::{event_from_row, select_list};
 use super::rollup::{RAW_SUMS, ROLLUP_SUMS, floor_to, totals_from_row};
 use super::{BACKEND, ceil_ms, db_err, ms_to_time};
+use crate::rollups::table_for;
 
 enum Bind {
     Text(String),
@@ -26,7 +27,7 @@ enum Bind {
 #[derive(Default)]
 struct Sql {
     binds: Vec<Bind>,
-    from: &'static str,
+    from: String,
     joins: String,
     wheres: Vec<String>,
     /// Group-by expressions in `group_by` order (then the grain, when asked for).
@@ -143,7 +144,7 @@ fn plan(
     };
     match source {
         Source::Raw => {
-            s.from = "events e";
+            s.from = "events e".to_owned();
             for (i, (k, v)) in filter.tags.iter().enumerate() {
                 let (k, v) = (s.text(k), s.text(v));
                 s.joins.push_str(&format!(" JOIN event_tags f{i} ON f{i}.seq = e.seq AND f{i}.key = {k} AND f{i}.value = {v}"));
@@ -187,9 +188,14 @@ fn plan(
                 Dimension::Tag(k) => Some(k.clone()),
                 _ => None,
             });
+            let mut time_col = "hour_ms";
             match s.tag_key.clone() {
                 None => {
-                    s.from = "rollup_events r";
+                    let uses: Vec<Dimension> = group_by.iter().chain(extra).cloned().collect();
+                    let range = start.zip(end);
+                    let t = table_for(filter, &uses, range, grain_ms);
+                    s.from = format!("{} r", t.name);
+                    time_col = t.time_col;
                     for (col, val) in [
                         ("r.model_key", &filter.model),
                         ("r.provider", &filter.provider),
@@ -205,7 +211,7 @@ fn plan(
                     }
                 }
                 Some(k) => {
-                    s.from = "rollup_tags r";
+                    s.from = "rollup_tags r".to_owned();
                     let p = s.text(&k);
                     s.wheres.push(format!("r.key = {p}"));
                     if let Some(v) = filter.tags.get(&k) {
@@ -220,15 +226,15 @@ fn plan(
             }
             if let Some(v) = start {
                 let p = s.int(v);
-                s.wheres.push(format!("r.hour_ms >= {p}"));
+                s.wheres.push(format!("r.{time_col} >= {p}"));
             }
             if let Some(v) = end {
                 let p = s.int(v);
-                s.wheres.push(format!("r.hour_ms < {p}"));
+                s.wheres.push(format!("r.{time_col} < {p}"));
             }
             if let Some(g) = grain_ms {
                 let p = s.int(g);
-                s.grain = Some(floor_to("r.hour_ms", &p));
+                s.grain = Some(floor_to(&format!("r.{time_col}"), &p));
             }
         }
     }

@@ -13,6 +13,7 @@ use usage_core::{Error, Result, Usd};
 
 use super::columns::{int, nanos};
 use super::{BACKEND, db_err};
+use crate::rollups::RollupTable;
 
 pub(super) const HOUR_MS: i64 = 3_600_000;
 
@@ -62,20 +63,36 @@ fn add_sets(table: &str) -> String {
         .join(", ")
 }
 
-/// Adds the raw events `from` (aliased `e`) passing `filter` into `rollup_events`, with the
-/// same sum expressions raw aggregates use ([`RAW_SUMS`]), so rollups equal raw sums by
-/// construction. Cells are upserted in key order: concurrent writers lock them in the same
-/// order and cannot deadlock.
-pub(super) fn add_events_sql(from: &str, filter: &str) -> String {
+/// Adds the raw events `from` (aliased `e`) passing `filter` into the rollup table `t`
+/// (`rollup_events` or one derived from it), with the same sum expressions raw aggregates use
+/// ([`RAW_SUMS`]), so rollups equal raw sums by construction. Cells are upserted in key order:
+/// concurrent writers lock them in the same order and cannot deadlock.
+pub(super) fn add_events_sql(t: &RollupTable, from: &str, filter: &str) -> String {
+    let keys = t.keys.join(", ");
+    let exprs = t
+        .keys
+        .iter()
+        .map(|k| match *k {
+            "user_id" => "COALESCE(e.user_id, '')".to_owned(),
+            k => format!("e.{k}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let n = (1..=t.keys.len() + 1)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
-        "INSERT INTO rollup_events (hour_ms, user_id, provider, model_key, status, {cols}) \
-         SELECT {hour}, COALESCE(e.user_id, ''), e.provider, e.model_key, e.status, {sums} \
-         FROM {from} WHERE {filter} GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5 \
-         ON CONFLICT (hour_ms, user_id, provider, model_key, status) DO UPDATE SET {sets}",
+        "INSERT INTO {table} ({time}, {keys}, {cols}) \
+         SELECT {period}, {exprs}, {sums} \
+         FROM {from} WHERE {filter} GROUP BY {n} ORDER BY {n} \
+         ON CONFLICT ({time}, {keys}) DO UPDATE SET {sets}",
+        table = t.name,
+        time = t.time_col,
         cols = SUM_COLUMNS.join(", "),
-        hour = floor_to("e.ts_ms", &HOUR_MS.to_string()),
+        period = floor_to("e.ts_ms", &t.step_ms.to_string()),
         sums = RAW_SUMS.as_str(),
-        sets = add_sets("rollup_events"),
+        sets = add_sets(t.name),
     )
 }
 

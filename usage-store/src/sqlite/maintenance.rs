@@ -13,6 +13,7 @@ use usage_core::{Error, Usd};
 use super::Fail;
 use super::codec::{EventRow, TOTALS_COLS, event_from_row, event_select, from_ms, ms};
 use super::write::{Deltas, HOUR_MS, floor_sql, floor_to};
+use crate::rollups::{DERIVED, refresh_range, refresh_sql};
 
 /// Cell start bounds meaning "all time" (far outside any real timestamp, and safe to round).
 pub(super) const ALL_TIME: (i64, i64) = (-(1 << 62), 1 << 62);
@@ -347,6 +348,12 @@ pub(super) fn rebuild(
         done += n;
         cur = next;
         opts.report(done, Some(total));
+    }
+    for t in &DERIVED {
+        let (from, to) = refresh_range(t, start, end);
+        for sql in refresh_sql(t, "?1", "?2") {
+            tx.prepare_cached(&sql)?.execute([from, to])?;
+        }
     }
     tx.commit()?;
     let mut detail = format!("rebuilt the rollups from {done} raw events");

@@ -17,6 +17,7 @@ use usage_core::store::{
 use super::Fail;
 use super::codec::{Sums, TOTALS_COLS, ceil_ms, event_from_row, event_select, from_ms, ms};
 use super::write::{HOUR_MS, floor_sql};
+use crate::rollups::table_for;
 
 /// Sums per (group values, grain start in ms).
 type Cells = HashMap<(Vec<Option<String>>, Option<i64>), Sums>;
@@ -278,14 +279,18 @@ fn rollup_cells(
             value: filter.tags.get(key).map(String::as_str),
         },
     };
-    let (name, is_tags) = match table {
-        Rollup::Events => ("rollup_events", false),
-        Rollup::Tags { .. } => ("rollup_tags", true),
+    let range_ms = filter.range.map(|r| (ceil_ms(r.start), ceil_ms(r.end)));
+    let (name, time_col, is_tags, has_user) = match table {
+        Rollup::Events => {
+            let t = table_for(filter, group, range_ms, grain);
+            (t.name, t.time_col, false, t.has_user())
+        }
+        Rollup::Tags { .. } => ("rollup_tags", "hour_ms", true, true),
     };
     let mut cols: Vec<String> = group
         .iter()
         .map(|d| match d {
-            Dimension::User => "NULLIF(user_id, '')".to_owned(),
+            Dimension::User if has_user => "NULLIF(user_id, '')".to_owned(),
             Dimension::Provider if !is_tags => "provider".to_owned(),
             Dimension::Model if !is_tags => "model_key".to_owned(),
             Dimension::Status if !is_tags => "status".to_owned(),
@@ -293,7 +298,7 @@ fn rollup_cells(
             _ => "NULL".to_owned(),
         })
         .collect();
-    cols.push(grain.map_or_else(|| "NULL".to_owned(), |g| floor_sql("hour_ms", g)));
+    cols.push(grain.map_or_else(|| "NULL".to_owned(), |g| floor_sql(time_col, g)));
     match m {
         Measure::All => cols.extend(TOTALS_COLS.iter().map(|c| format!("SUM({c})"))),
         Measure::Count => cols.push("SUM(requests)".into()),
@@ -304,11 +309,11 @@ fn rollup_cells(
         conds.push(sql.to_owned());
         params.push(v);
     };
-    // A cell is included when its hour starts in the range: exact for the whole-hour ranges
-    // the engine asks rollups for.
-    if let Some(r) = filter.range {
-        cond("hour_ms >= ?", Value::Integer(ceil_ms(r.start)));
-        cond("hour_ms < ?", Value::Integer(ceil_ms(r.end)));
+    // A cell is included when its period starts in the range: exact for the ranges the
+    // engine asks rollups for, which start and end on the table's periods.
+    if let Some((start, end)) = range_ms {
+        cond(&format!("{time_col} >= ?"), Value::Integer(start));
+        cond(&format!("{time_col} < ?"), Value::Integer(end));
     }
     if let Rollup::Tags { key, value } = table {
         cond("key = ?", Value::Text(key.to_owned()));

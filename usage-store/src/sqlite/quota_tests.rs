@@ -1031,7 +1031,58 @@ async fn a_version_1_file_is_migrated_and_keeps_its_events() {
         )
         .expect("version");
     assert_eq!(v, SCHEMA_VERSION.to_string());
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
+}
+
+/// Migration 3 fills the coarse rollups from the hourly cells a store already has.
+#[tokio::test]
+async fn migration_3_fills_the_coarse_rollups_from_existing_cells() {
+    let db = TempDb::new("v2");
+    {
+        let conn = rusqlite::Connection::open(db.path()).expect("create");
+        conn.execute_batch(include_str!("../../migrations/sqlite/0001_init.sql"))
+            .expect("0001");
+        conn.execute_batch(include_str!("../../migrations/sqlite/0002_quotas.sql"))
+            .expect("0002");
+        conn.execute_batch(&format!(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', '2'); PRAGMA application_id = {};
+             INSERT INTO rollup_events (hour_ms, user_id, provider, model_key, status, requests, cost_total)
+             VALUES (3600000, 'u', 'anthropic', 'm', 'success', 2, 10),
+                    (7200000, 'u', 'anthropic', 'm', 'success', 3, 5),
+                    (7200000, 'v', 'anthropic', 'm', 'success', 1, 1),
+                    (90000000, 'u', 'anthropic', 'm', 'success', 1, 7);",
+            super::APPLICATION_ID
+        ))
+        .expect("v2 data");
+    }
+    open(db.path()).close().await.expect("migrate");
+    let conn = rusqlite::Connection::open(db.path()).expect("inspect");
+    let daily: Vec<(i64, String, i64, i64)> = conn
+        .prepare("SELECT day_ms, user_id, requests, cost_total FROM rollup_daily ORDER BY 1, 2")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows");
+    assert_eq!(
+        daily,
+        vec![
+            (0, "u".into(), 5, 15),
+            (0, "v".into(), 1, 1),
+            (86_400_000, "u".into(), 1, 7)
+        ]
+    );
+    let models: Vec<(i64, i64)> = conn
+        .prepare("SELECT hour_ms, requests FROM rollup_models ORDER BY 1")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows");
+    assert_eq!(
+        models,
+        vec![(3_600_000, 2), (7_200_000, 4), (90_000_000, 1)]
+    );
 }
 
 /// The debug form of a result, with decimals normalised so that 0.50 and 0.5 compare equal.

@@ -16,10 +16,14 @@ pub const APPLICATION_ID: i32 = 0x5553_4743;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_quotas.sql")),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_coarse_rollups.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Why a file could not be opened as a usage-core store.
 #[derive(Debug)]

@@ -1,5 +1,6 @@
-//! Writing events and keeping the hourly rollups in step: a batch's rollup changes are summed
-//! per cell in memory first, then each cell is written once, in primary-key order.
+//! Writing events and keeping the rollups in step: a batch's rollup changes are summed per
+//! cell in memory first (the derived tables' cells from the base cells), then each cell is
+//! written once, in primary-key order.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -10,19 +11,9 @@ use usage_core::event::UsageEvent;
 use super::Fail;
 use super::codec::{EVENT_COLS, EventRow, Sums, TOTALS_COLS};
 
-pub(super) const HOUR_MS: i64 = 3_600_000;
+use crate::rollups::{DERIVED, EVENTS, RollupTable};
+pub(super) use crate::rollups::{HOUR_MS, floor_sql, floor_to};
 
-/// `floor(ms / step) * step`, correct for instants before 1970 too.
-pub(super) fn floor_to(ms: i64, step: i64) -> i64 {
-    ms - ms.rem_euclid(step)
-}
-
-/// The SQL form of [`floor_to`] for a column (SQLite's `%` truncates towards zero).
-pub(super) fn floor_sql(col: &str, step: i64) -> String {
-    format!("({col} - ((({col} % {step}) + {step}) % {step}))")
-}
-
-const EVENT_KEYS: [&str; 4] = ["user_id", "provider", "model_key", "status"];
 const TAG_KEYS: [&str; 3] = ["key", "value", "user_id"];
 
 /// The statements that maintain one rollup table. They share their numbering: the key
@@ -93,7 +84,13 @@ impl TableSql {
 }
 
 static EVENTS_SQL: LazyLock<TableSql> =
-    LazyLock::new(|| TableSql::new("rollup_events", "hour_ms", &EVENT_KEYS));
+    LazyLock::new(|| TableSql::new(EVENTS.name, EVENTS.time_col, EVENTS.keys));
+static DERIVED_SQL: LazyLock<Vec<TableSql>> = LazyLock::new(|| {
+    DERIVED
+        .iter()
+        .map(|t| TableSql::new(t.name, t.time_col, t.keys))
+        .collect()
+});
 static TAGS_SQL: LazyLock<TableSql> =
     LazyLock::new(|| TableSql::new("rollup_tags", "hour_ms", &TAG_KEYS));
 
@@ -145,16 +142,51 @@ impl<'a> Deltas<'a> {
         }
     }
 
-    /// Writes every non-zero change.
+    /// Writes every non-zero change, the derived tables' too.
     pub fn apply(&self, conn: &Connection) -> Result<(), Fail> {
         for (k, s) in self.events.iter().filter(|(_, s)| !s.is_zero()) {
             EVENTS_SQL.add(conn, &[&k.0, &k.1, &k.2, &k.3, &k.4], s)?;
+        }
+        for (table, sql) in DERIVED.iter().zip(DERIVED_SQL.iter()) {
+            for ((t, keys), s) in derive(table, &self.events) {
+                if s.is_zero() {
+                    continue;
+                }
+                let mut bound: Vec<&dyn ToSql> = Vec::with_capacity(keys.len() + 1);
+                bound.push(&t);
+                bound.extend(keys.iter().map(|k| k as &dyn ToSql));
+                sql.add(conn, &bound, &s)?;
+            }
         }
         for (k, s) in self.tags.iter().filter(|(_, s)| !s.is_zero()) {
             TAGS_SQL.add(conn, &[&k.0, &k.1, &k.2, &k.3], s)?;
         }
         Ok(())
     }
+}
+
+/// Sums base cells into `table`'s cells.
+fn derive<'a>(
+    table: &RollupTable,
+    events: &BTreeMap<EventCell<'a>, Sums>,
+) -> BTreeMap<(i64, Vec<&'a str>), Sums> {
+    let mut out: BTreeMap<(i64, Vec<&'a str>), Sums> = BTreeMap::new();
+    for (&(hour, user, provider, model, status), s) in events {
+        let keys = table
+            .keys
+            .iter()
+            .map(|k| match *k {
+                "user_id" => user,
+                "provider" => provider,
+                "model_key" => model,
+                _ => status,
+            })
+            .collect();
+        out.entry((floor_to(hour, table.step_ms), keys))
+            .or_default()
+            .add(s, 1);
+    }
+    out
 }
 
 /// Inserts a batch in one write transaction; per event, true when it was new.

@@ -142,11 +142,6 @@ pub async fn summary_report(b: &Backend) {
             },
         );
         c.eq(
-            format!("{label}: latency_p95_ms"),
-            s.latency_p95_ms,
-            oracle::p95(lat),
-        );
-        c.eq(
             format!("{label}: total_duration_ms"),
             s.total_duration_ms,
             mine.iter().filter_map(|e| e.duration_ms).sum::<u64>(),
