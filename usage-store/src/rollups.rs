@@ -77,7 +77,7 @@ pub(crate) fn table_for(
     range_ms: Option<(i64, i64)>,
     grain_ms: Option<i64>,
 ) -> &'static RollupTable {
-    let uses_user = filter.user_id.is_some() || group_by.iter().any(|d| *d == Dimension::User);
+    let uses_user = filter.user_id.is_some() || group_by.contains(&Dimension::User);
     let fits = |t: &RollupTable| {
         (!uses_user || t.has_user())
             && range_ms.is_none_or(|(s, e)| s % t.step_ms == 0 && e % t.step_ms == 0)
