@@ -1,7 +1,8 @@
 //! The batched writer: `Tracker::enqueue` hands events to a background task that writes them
-//! in batches of `max_batch` or every `flush_interval`, whichever comes first. A crash loses
-//! at most what was queued since the last write: at most `max_batch` events, or
-//! `flush_interval` worth of events.
+//! once `max_batch` are queued (taking up to `max_write` of those already waiting) or every
+//! `flush_interval`, whichever comes first. A crash loses what was queued and not yet written:
+//! what the app enqueued in the last `flush_interval`, plus, under sustained load, the queue
+//! (at most `max_queue` events, at which point `enqueue` waits for the writer).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,8 +17,12 @@ use usage_core::{Error, Result};
 /// Batched-writer settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchOptions {
-    /// Events per write (default 1,000).
+    /// Queued events that start a write (default 1,000).
     pub max_batch: usize,
+    /// Most events one write takes when more are already queued (default 20,000). Larger
+    /// writes share a transaction's cost among more events; the events still queued are
+    /// what a crash can lose.
+    pub max_write: usize,
     /// Longest an event waits before it is written (default 200 ms).
     pub flush_interval: Duration,
     /// Queue length at which `enqueue` starts waiting for the writer (default 100,000).
@@ -28,6 +33,7 @@ impl Default for BatchOptions {
     fn default() -> Self {
         BatchOptions {
             max_batch: 1_000,
+            max_write: 20_000,
             flush_interval: Duration::from_millis(200),
             max_queue: 100_000,
         }
@@ -59,11 +65,16 @@ impl BatchWriter {
         tokio::spawn(async move {
             let mut buf: Vec<UsageEvent> = Vec::with_capacity(opts.max_batch);
             let mut waiters: Vec<oneshot::Sender<Result<()>>> = Vec::new();
+            // When the oldest queued event must be written by: a steady trickle of events
+            // must not postpone it.
+            let mut deadline = tokio::time::Instant::now();
             loop {
                 let msg = if buf.is_empty() {
-                    rx.recv().await
+                    let m = rx.recv().await;
+                    deadline = tokio::time::Instant::now() + opts.flush_interval;
+                    m
                 } else {
-                    match tokio::time::timeout(opts.flush_interval, rx.recv()).await {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
                         Ok(m) => m,
                         Err(_) => {
                             write(&*store, &after, &mut buf, &errors, &mut waiters).await;
@@ -74,7 +85,20 @@ impl BatchWriter {
                 match msg {
                     Some(Msg::Event(e)) => {
                         buf.push(*e);
+                        // Under load, take what else is already queued into the same
+                        // transaction (up to `max_write`): one commit's fixed cost and its
+                        // index pages are then shared by many more events.
                         if buf.len() >= opts.max_batch {
+                            while buf.len() < opts.max_write.max(opts.max_batch) {
+                                match rx.try_recv() {
+                                    Ok(Msg::Event(e)) => buf.push(*e),
+                                    Ok(Msg::Flush(done)) => {
+                                        waiters.push(done);
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
+                            }
                             write(&*store, &after, &mut buf, &errors, &mut waiters).await;
                         }
                     }

@@ -45,6 +45,7 @@ macro_rules! conformance_tests {
                 ingest::record_same_id_twice_counts_once,
                 ingest::batch_with_repeated_ids_counts_once,
                 ingest::enqueue_and_flush_count_duplicates_once,
+                ingest::trickle_is_written_within_the_flush_interval,
                 ingest::concurrent_writers_store_each_event_once,
                 queries::totals_over_ragged_and_aligned_ranges,
                 queries::group_by_every_dimension,

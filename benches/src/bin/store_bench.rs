@@ -354,6 +354,26 @@ impl Bench {
             Some(1_000.0),
             "events at the current time".into(),
         );
+        // The batched writer (`enqueue`, then `flush`), as an app recording in the background
+        // does: 50,000 fresh events queued as fast as they come, timed until all are durable.
+        let mut queued = Vec::new();
+        for _ in 0..3 {
+            let now = Utc::now();
+            let events: Vec<_> = (0..50_000).map(|_| maker.event(now)).collect();
+            let t = Instant::now();
+            for e in events {
+                self.tracker.enqueue(e).await?;
+            }
+            self.tracker.flush().await?;
+            queued.push(t.elapsed());
+        }
+        self.push(
+            "enqueue 50,000 fresh events, then flush",
+            Target::AtLeast(target),
+            Samples(queued),
+            Some(50_000.0),
+            "batched writer, default options".into(),
+        );
         self.push(
             "record_many, the same 1,000 again (all duplicates)",
             Target::None,

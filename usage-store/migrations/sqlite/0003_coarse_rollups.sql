@@ -83,3 +83,13 @@ FROM rollup_events GROUP BY 1, 2, 3, 4, 5;
 INSERT INTO rollup_models (hour_ms, provider, model_key, status, requests, errors, unpriced, input, cache_read, cache_write_5m, cache_write_1h, output, reasoning, web_search_requests, web_fetch_requests, cost_input, cost_cache_read, cost_cache_write_5m, cost_cache_write_1h, cost_output, cost_web_search, cost_total, latency_sum_ms, latency_count, duration_sum_ms)
 SELECT hour_ms, provider, model_key, status, SUM(requests), SUM(errors), SUM(unpriced), SUM(input), SUM(cache_read), SUM(cache_write_5m), SUM(cache_write_1h), SUM(output), SUM(reasoning), SUM(web_search_requests), SUM(web_fetch_requests), SUM(cost_input), SUM(cost_cache_read), SUM(cost_cache_write_5m), SUM(cost_cache_write_1h), SUM(cost_output), SUM(cost_web_search), SUM(cost_total), SUM(latency_sum_ms), SUM(latency_count), SUM(duration_sum_ms)
 FROM rollup_events GROUP BY 1, 2, 3, 4;
+
+-- Cheaper inserts. Dashboards read rollups, so raw events are read by time range (ragged
+-- hour edges, rebuilds, exports) and by user; an index a batch writes at random places costs
+-- a page per event. The tag index is keyed by time before value, so a batch's tag rows land
+-- together at the end of each key instead of at every value's place; raw tag filters scan a
+-- key's time range and check the value inside the index. The model index is dropped: raw
+-- reads by model are bounded by time and user already.
+DROP INDEX event_tags_key_value_ts;
+CREATE INDEX event_tags_key_ts ON event_tags (key, ts_ms, value);
+DROP INDEX events_model_ts;

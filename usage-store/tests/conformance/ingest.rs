@@ -258,6 +258,7 @@ pub async fn enqueue_and_flush_count_duplicates_once(b: &Backend) {
             max_batch: 1_000,
             flush_interval: Duration::from_secs(3_600),
             max_queue: 10_000,
+            ..Default::default()
         },
         ..Default::default()
     };
@@ -413,5 +414,39 @@ pub async fn two_handles_on_one_database(b: &Backend) {
     }
     c.verified("verify_rollups", t1.verify_rollups(None).await);
     other.close().await.expect("close the second handle");
+    c.finish();
+}
+
+/// `flush_interval` bounds how long a queued event waits, even while a steady trickle of
+/// later events keeps arriving before any batch fills up.
+pub async fn trickle_is_written_within_the_flush_interval(b: &Backend) {
+    let mut c = Check::new(b.label(), "trickle_is_written_within_the_flush_interval");
+    let opts = TrackerOptions {
+        batch: BatchOptions {
+            max_batch: 1_000,
+            flush_interval: Duration::from_millis(150),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let t = b.tracker_with(opts);
+    let first = t
+        .enqueue(ev("trickle-0", "2026-06-03T09:00:00Z", 1))
+        .await
+        .expect("enqueue");
+    // One event every 50 ms for a second: without a deadline per batch, every arrival would
+    // restart the wait and nothing would be written.
+    for i in 1..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        t.enqueue(ev(&format!("trickle-{i}"), "2026-06-03T09:00:00Z", 1))
+            .await
+            .expect("enqueue");
+    }
+    let stored = t.event(first.id.as_str()).await.expect("read");
+    c.that(
+        "the first event was written without a flush",
+        stored.is_some(),
+    );
+    t.flush().await.expect("flush");
     c.finish();
 }
