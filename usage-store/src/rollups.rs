@@ -1,11 +1,12 @@
 //! The rollup tables every SQL backend keeps, and which one serves a request.
 //!
 //! `rollup_events` (hour, user, provider, model, status) and `rollup_tags` (hour, tag key,
-//! value, user) are summed from raw events. Two coarser tables are summed from
+//! value, user) are summed from raw events. Three coarser tables are summed from
 //! `rollup_events` cells, so that the dashboards' long-range reads touch few rows even with
-//! thousands of users: `rollup_daily` (UTC day, user, provider, model, status) for per-user
-//! series and rankings over whole days, and `rollup_models` (hour, provider, model, status)
-//! for everything that neither filters nor groups by user or tag.
+//! thousands of users: `rollup_models` (hour, provider, model, status) for everything that
+//! neither filters nor groups by user or tag, `rollup_users` (UTC day, user) for per-user
+//! totals, series and rankings over whole days, and `rollup_daily` (UTC day, user, provider,
+//! model, status) for per-user breakdowns over whole days.
 
 use usage_core::query::{Dimension, Filter};
 
@@ -39,19 +40,26 @@ pub(crate) const EVENTS: RollupTable = RollupTable {
     keys: &["user_id", "provider", "model_key", "status"],
 };
 
-/// The tables derived from [`EVENTS`].
-pub(crate) const DERIVED: [RollupTable; 2] = [
-    RollupTable {
-        name: "rollup_daily",
-        time_col: "day_ms",
-        step_ms: DAY_MS,
-        keys: &["user_id", "provider", "model_key", "status"],
-    },
+/// The tables derived from [`EVENTS`], in the order [`table_for`] prefers them (fewest rows
+/// for the requests each can serve first).
+pub(crate) const DERIVED: [RollupTable; 3] = [
     RollupTable {
         name: "rollup_models",
         time_col: "hour_ms",
         step_ms: HOUR_MS,
         keys: &["provider", "model_key", "status"],
+    },
+    RollupTable {
+        name: "rollup_users",
+        time_col: "day_ms",
+        step_ms: DAY_MS,
+        keys: &["user_id"],
+    },
+    RollupTable {
+        name: "rollup_daily",
+        time_col: "day_ms",
+        step_ms: DAY_MS,
+        keys: &["user_id", "provider", "model_key", "status"],
     },
 ];
 
@@ -67,31 +75,39 @@ pub(crate) fn ceil_to(ms: i64, step: i64) -> i64 {
     if f == ms { ms } else { f.saturating_add(step) }
 }
 
-/// The fewest-rows table among [`EVENTS`] and [`DERIVED`] that holds every cell a rollup
-/// request over the event dimensions (no tag) needs: the user must be among the table's keys
-/// if the request filters or groups by it, the range (ms) must start and end on the table's
-/// periods, and the grain (ms) must be a whole number of them.
+/// The column of `rollup_events` that holds a dimension (tags are not in these tables).
+fn column(d: &Dimension) -> Option<&'static str> {
+    match d {
+        Dimension::User => Some("user_id"),
+        Dimension::Provider => Some("provider"),
+        Dimension::Model => Some("model_key"),
+        Dimension::Status => Some("status"),
+        Dimension::Tag(_) => None,
+    }
+}
+
+/// The fewest-rows table among [`DERIVED`] and [`EVENTS`] that holds every cell a rollup
+/// request over the event dimensions (no tag) needs: every dimension the request filters,
+/// groups or counts by must be among the table's keys, the range (ms) must start and end on
+/// the table's periods, and the grain (ms) must be a whole number of them.
 pub(crate) fn table_for(
     filter: &Filter,
     group_by: &[Dimension],
     range_ms: Option<(i64, i64)>,
     grain_ms: Option<i64>,
 ) -> &'static RollupTable {
-    let uses_user = filter.user_id.is_some() || group_by.contains(&Dimension::User);
+    let used: Vec<Option<&str>> = filter
+        .dimensions()
+        .iter()
+        .chain(group_by)
+        .map(column)
+        .collect();
     let fits = |t: &RollupTable| {
-        (!uses_user || t.has_user())
+        used.iter().all(|c| c.is_some_and(|c| t.keys.contains(&c)))
             && range_ms.is_none_or(|(s, e)| s % t.step_ms == 0 && e % t.step_ms == 0)
             && grain_ms.is_none_or(|g| g % t.step_ms == 0)
     };
-    // The user-free hourly table is the smallest for any range; the daily per-user table
-    // beats the hourly one whenever whole days are asked for.
-    if fits(&DERIVED[1]) {
-        &DERIVED[1]
-    } else if fits(&DERIVED[0]) {
-        &DERIVED[0]
-    } else {
-        &EVENTS
-    }
+    DERIVED.iter().find(|t| fits(t)).unwrap_or(&EVENTS)
 }
 
 /// The SQL form of [`floor_to`] for a column, the same in SQLite and PostgreSQL (whose `%`

@@ -431,7 +431,7 @@ pub async fn verify_rollups(
     ];
     diffs.extend(compare(store, &filter, plain.clone(), 3600, "events").await?);
     // Backends may keep coarser rollups for requests without a user (`models`) and for whole
-    // UTC days (`daily`); these requests are the shapes they serve.
+    // UTC days (`users`, `daily`); these requests are the shapes they serve.
     diffs.extend(
         compare(
             store,
@@ -449,9 +449,11 @@ pub async fn verify_rollups(
                 range: Some(TimeRange { start, end }),
                 ..filter.clone()
             };
+            diffs.extend(compare(store, &days, vec![Dimension::User], DAY_SECS, "users").await?);
             diffs.extend(compare(store, &days, plain, DAY_SECS, "daily").await?);
         }
     } else {
+        diffs.extend(compare(store, &filter, vec![Dimension::User], DAY_SECS, "users").await?);
         diffs.extend(compare(store, &filter, plain, DAY_SECS, "daily").await?);
     }
     // Tag rollups: check every tag key seen in the range.
@@ -528,9 +530,9 @@ async fn compare(
 /// A cell where rollups and raw events disagree.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RollupDifference {
-    /// `events`, `models` (user-free), `daily` (whole UTC days) or `tags:<key>`.
+    /// `events`, `models` (user-free), `users` or `daily` (whole UTC days), or `tags:<key>`.
     pub rollup: String,
-    /// The hour (the day, for `daily`).
+    /// The hour (the day, for `users` and `daily`).
     pub hour: Option<DateTime<Utc>>,
     /// The group.
     pub group: Vec<Option<String>>,

@@ -30,14 +30,18 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
          new_tags AS (INSERT INTO event_tags (seq, key, value, ts_ms, user_id) \
                       SELECT seq, tag_key, tag_value, ts_ms, user_id FROM tag_rows), \
          new_cells AS ({cells}), \
-         new_tag_cells AS ({tag_cells}), \
-         new_daily_cells AS ({daily}), \
-         new_model_cells AS ({models}) \
+         new_tag_cells AS ({tag_cells}){derived} \
          SELECT id FROM ins",
         events = insert_sql(),
         cells = add_events_sql(&EVENTS, "ins e", "TRUE"),
-        daily = add_events_sql(&DERIVED[0], "ins e", "TRUE"),
-        models = add_events_sql(&DERIVED[1], "ins e", "TRUE"),
+        derived = DERIVED
+            .iter()
+            .map(|t| format!(
+                ", new_{} AS ({})",
+                t.name,
+                add_events_sql(t, "ins e", "TRUE")
+            ))
+            .collect::<String>(),
         tag_cells = add_tags_sql("tag_rows e", "e.tag_key", "e.tag_value", "TRUE"),
     )
 });
