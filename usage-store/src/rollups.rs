@@ -1,10 +1,11 @@
 //! The rollup tables every SQL backend keeps, and which one serves a request.
 //!
 //! `rollup_events` (hour, user, provider, model, status) and `rollup_tags` (hour, tag key,
-//! value, user) are summed from raw events. Three coarser tables are summed from
+//! value, user) are summed from raw events. Four coarser tables are summed from
 //! `rollup_events` cells, so that the dashboards' long-range reads touch few rows even with
-//! thousands of users: `rollup_models` (hour, provider, model, status) for everything that
-//! neither filters nor groups by user or tag, `rollup_users` (UTC day, user) for per-user
+//! thousands of users: `rollup_days` (UTC day, provider, model, status) and `rollup_models`
+//! (hour, provider, model, status) for everything that neither filters nor groups by user or
+//! tag, `rollup_users` (UTC day, user) for per-user
 //! totals, series and rankings over whole days, and `rollup_daily` (UTC day, user, provider,
 //! model, status) for per-user breakdowns over whole days.
 
@@ -42,7 +43,13 @@ pub(crate) const EVENTS: RollupTable = RollupTable {
 
 /// The tables derived from [`EVENTS`], in the order [`table_for`] prefers them (fewest rows
 /// for the requests each can serve first).
-pub(crate) const DERIVED: [RollupTable; 3] = [
+pub(crate) const DERIVED: [RollupTable; 4] = [
+    RollupTable {
+        name: "rollup_days",
+        time_col: "day_ms",
+        step_ms: DAY_MS,
+        keys: &["provider", "model_key", "status"],
+    },
     RollupTable {
         name: "rollup_models",
         time_col: "hour_ms",

@@ -7,8 +7,8 @@
 //!     --url postgres://postgres@127.0.0.1:5432/test --schema bench10m
 //! ```
 //!
-//! Options: `--only LIST` (comma-separated: summary, timeseries, breakdown, top, ratio, write,
-//! record, export; default all), `--budget-secs N` (time spent repeating one measurement,
+//! Options: `--only LIST` (comma-separated: summary, timeseries, breakdown, top, ratio, quota,
+//! write, record, export; default all), `--budget-secs N` (time spent repeating one measurement,
 //! default 10), `--batches N` (1,000-event batches written, default 40), `--records N` (single
 //! records, default 400), `--now RFC3339` (the instant the 30- and 90-day reports end at; default
 //! now: set it to the data set's end to measure a store generated earlier, or a partial one).
@@ -30,6 +30,9 @@ use usage_benches::stats::{
 };
 use usage_core::query::{Bucket, Dimension, Filter, Metric, Period, TimeRange};
 use usage_core::store::{AggregateRequest, Source, Store};
+use rust_decimal::Decimal;
+use usage_core::quota::estimate::Estimate;
+use usage_core::quota::{Quota, QuotaMetric, Subject, Window};
 use usage_store::{Tracker, TrackerOptions};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -384,6 +387,84 @@ impl Bench {
         Ok(())
     }
 
+    /// Quotas on the heavy user: `quota_status` with three applicable quotas (their usage
+    /// and a forecast each), and a `reserve` + `commit` cycle against them. The quotas are
+    /// deleted afterwards, so later writes are not slowed by alert checks.
+    async fn quotas(&mut self) -> usage_core::Result<()> {
+        let user = dataset::heavy_user();
+        let ids = ["bench-user-month", "bench-user-day", "bench-global-month"];
+        let quotas = [
+            Quota::new(
+                ids[0],
+                Subject::user(&user),
+                QuotaMetric::Cost,
+                Decimal::from(1_000_000),
+                Window::Month { anchor_day: 1 },
+            ),
+            Quota::new(
+                ids[1],
+                Subject::user(&user),
+                QuotaMetric::Requests,
+                Decimal::from(100_000_000),
+                Window::Day,
+            ),
+            Quota::new(
+                ids[2],
+                Subject::Global,
+                QuotaMetric::Cost,
+                Decimal::from(100_000_000),
+                Window::Month { anchor_day: 1 },
+            ),
+        ];
+        for q in quotas {
+            self.tracker.set_quota(q).await?;
+        }
+        let subjects = [Subject::user(&user)];
+        let t = self.tracker.clone();
+        let s = measure(5, 200, self.budget, || t.quota_status(&subjects)).await?;
+        let n = self.tracker.quota_status(&subjects).await?.len();
+        let target = match self.backend {
+            Backend::Sqlite { .. } => Target::Under(Duration::from_millis(2)),
+            Backend::Postgres { .. } => Target::None,
+        };
+        self.push(
+            "quota_status, heavy user, 3 quotas",
+            target,
+            s,
+            None,
+            format!("{n} quotas with forecasts"),
+        );
+        let seed = Utc::now().timestamp_nanos_opt().unwrap_or_default() as u64;
+        let mut maker = EventMaker::new(seed, "bench-quota", Utc::now());
+        let estimate = Estimate::new(Default::default(), "0.05".parse().expect("usd"));
+        let mut samples = Vec::new();
+        for i in 0..120 {
+            let mut e = maker.event(Utc::now());
+            e.user_id = Some(user.clone());
+            let started = Instant::now();
+            let r = self.tracker.reserve(&subjects, &estimate, None).await?;
+            self.tracker.commit(&r.id, vec![e]).await?;
+            if i >= 20 {
+                samples.push(started.elapsed());
+            }
+        }
+        let target = match self.backend {
+            Backend::Sqlite { .. } => Duration::from_micros(200),
+            Backend::Postgres { .. } => Duration::from_millis(3),
+        };
+        self.push(
+            "reserve + commit, heavy user, 3 quotas",
+            Target::Under(target),
+            Samples(samples),
+            None,
+            "one durable event per commit".into(),
+        );
+        for id in ids {
+            self.tracker.delete_quota(id).await?;
+        }
+        Ok(())
+    }
+
     async fn record(&mut self, n: usize) -> usage_core::Result<()> {
         let (target, alt, alt_name) = match self.backend {
             Backend::Sqlite { .. } => (
@@ -486,7 +567,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let budget = Duration::from_secs(args.num("budget-secs", 10)?);
     let only: Vec<String> = args
         .get("only")
-        .unwrap_or("summary,timeseries,breakdown,top,ratio,write,record,export")
+        .unwrap_or("summary,timeseries,breakdown,top,ratio,quota,write,record,export")
         .split(',')
         .map(|s| s.trim().to_owned())
         .collect();
@@ -550,6 +631,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
     }
     if wants("ratio") {
         b.ratio().await?;
+    }
+    if wants("quota") {
+        b.quotas().await?;
     }
     if wants("write") {
         b.write(args.num("batches", 40)?).await?;

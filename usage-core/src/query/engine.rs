@@ -431,17 +431,9 @@ pub async fn verify_rollups(
     ];
     diffs.extend(compare(store, &filter, plain.clone(), 3600, "events").await?);
     // Backends may keep coarser rollups for requests without a user (`models`) and for whole
-    // UTC days (`users`, `daily`); these requests are the shapes they serve.
-    diffs.extend(
-        compare(
-            store,
-            &filter,
-            vec![Dimension::Provider, Dimension::Model, Dimension::Status],
-            3600,
-            "models",
-        )
-        .await?,
-    );
+    // UTC days (`days`, `users`, `daily`); these requests are the shapes they serve.
+    let models = vec![Dimension::Provider, Dimension::Model, Dimension::Status];
+    diffs.extend(compare(store, &filter, models.clone(), 3600, "models").await?);
     if let Some(r) = filter.range {
         let (start, end) = (ceil_to(r.start, DAY_SECS), floor_to(r.end, DAY_SECS));
         if start < end {
@@ -449,10 +441,12 @@ pub async fn verify_rollups(
                 range: Some(TimeRange { start, end }),
                 ..filter.clone()
             };
+            diffs.extend(compare(store, &days, models.clone(), DAY_SECS, "days").await?);
             diffs.extend(compare(store, &days, vec![Dimension::User], DAY_SECS, "users").await?);
             diffs.extend(compare(store, &days, plain, DAY_SECS, "daily").await?);
         }
     } else {
+        diffs.extend(compare(store, &filter, models, DAY_SECS, "days").await?);
         diffs.extend(compare(store, &filter, vec![Dimension::User], DAY_SECS, "users").await?);
         diffs.extend(compare(store, &filter, plain, DAY_SECS, "daily").await?);
     }
@@ -530,9 +524,10 @@ async fn compare(
 /// A cell where rollups and raw events disagree.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RollupDifference {
-    /// `events`, `models` (user-free), `users` or `daily` (whole UTC days), or `tags:<key>`.
+    /// `events`, `models` (user-free), `days`, `users` or `daily` (whole UTC days), or
+    /// `tags:<key>`.
     pub rollup: String,
-    /// The hour (the day, for `users` and `daily`).
+    /// The hour (the day, for `days`, `users` and `daily`).
     pub hour: Option<DateTime<Utc>>,
     /// The group.
     pub group: Vec<Option<String>>,

@@ -204,7 +204,7 @@ async fn purge_tx(pool: &PgPool, cut: i64, opts: &RunOptions, done: &mut u64) ->
 async fn lock_for_rewrite(conn: &mut PgConnection, op: &'static str) -> Result<()> {
     sqlx::raw_sql(
         "LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE; \
-         LOCK TABLE rollup_events, rollup_tags, rollup_models, rollup_users, rollup_daily IN EXCLUSIVE MODE",
+         LOCK TABLE rollup_events, rollup_tags, rollup_days, rollup_models, rollup_users, rollup_daily IN EXCLUSIVE MODE",
     )
     .execute(conn)
     .await

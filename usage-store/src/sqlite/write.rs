@@ -19,8 +19,7 @@ const TAG_KEYS: [&str; 3] = ["key", "value", "user_id"];
 /// The statements that maintain one rollup table. They share their numbering: the key
 /// columns are `?1…?k`, the sums `?k+1…`.
 struct TableSql {
-    update: String,
-    insert: String,
+    upsert: String,
     delete_empty: String,
 }
 
@@ -29,7 +28,6 @@ impl TableSql {
         let key_cols: Vec<&str> = std::iter::once(time_col)
             .chain(keys.iter().copied())
             .collect();
-        let k = key_cols.len();
         let key_match = key_cols
             .iter()
             .enumerate()
@@ -38,8 +36,7 @@ impl TableSql {
             .join(" AND ");
         let sets = TOTALS_COLS
             .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c} = {c} + ?{}", k + 1 + i))
+            .map(|c| format!("{c} = {c} + excluded.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
         let cols: Vec<&str> = key_cols.iter().copied().chain(TOTALS_COLS).collect();
@@ -48,31 +45,27 @@ impl TableSql {
             .collect::<Vec<_>>()
             .join(", ");
         TableSql {
-            update: format!("UPDATE {table} SET {sets} WHERE {key_match}"),
-            insert: format!("INSERT INTO {table} ({}) VALUES ({marks})", cols.join(", ")),
+            upsert: format!(
+                "INSERT INTO {table} ({}) VALUES ({marks}) ON CONFLICT ({}) DO UPDATE SET {sets}",
+                cols.join(", "),
+                key_cols.join(", ")
+            ),
             delete_empty: format!("DELETE FROM {table} WHERE {key_match} AND requests = 0"),
         }
     }
 
-    /// Adds `sums` to the cell `keys`, creating it when absent and dropping it when it is
-    /// left with no requests. Update first: in a steady stream the cell usually exists.
+    /// Adds `sums` to the cell `keys`, creating it when absent (one b-tree descent either
+    /// way) and dropping it when a removal leaves it with no requests.
     fn add(&self, conn: &Connection, keys: &[&dyn ToSql], sums: &Sums) -> Result<(), Fail> {
-        let bind = |stmt: &mut rusqlite::Statement<'_>| -> rusqlite::Result<()> {
-            for (i, k) in keys.iter().enumerate() {
-                stmt.raw_bind_parameter(i + 1, k)?;
-            }
-            for (i, v) in sums.0.iter().enumerate() {
-                stmt.raw_bind_parameter(keys.len() + 1 + i, v)?;
-            }
-            Ok(())
-        };
-        let mut update = conn.prepare_cached(&self.update)?;
-        bind(&mut update)?;
-        if update.raw_execute()? == 0 {
-            let mut insert = conn.prepare_cached(&self.insert)?;
-            bind(&mut insert)?;
-            insert.raw_execute()?;
-        } else if sums.requests() < 0 {
+        let mut upsert = conn.prepare_cached(&self.upsert)?;
+        for (i, k) in keys.iter().enumerate() {
+            upsert.raw_bind_parameter(i + 1, k)?;
+        }
+        for (i, v) in sums.0.iter().enumerate() {
+            upsert.raw_bind_parameter(keys.len() + 1 + i, v)?;
+        }
+        upsert.raw_execute()?;
+        if sums.requests() < 0 {
             let mut delete = conn.prepare_cached(&self.delete_empty)?;
             for (i, k) in keys.iter().enumerate() {
                 delete.raw_bind_parameter(i + 1, k)?;
