@@ -151,7 +151,10 @@ impl Window {
                 }
             }
             Window::Rolling { seconds } => WindowSpan {
-                start: now - Duration::seconds(seconds),
+                // Near the start of representable time, the window starts there.
+                start: now
+                    .checked_sub_signed(Duration::seconds(seconds))
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC),
                 resets_at: None,
                 now,
             },
@@ -193,6 +196,16 @@ mod tests {
             .unwrap();
         assert_eq!(s.start, utc("2026-03-01T05:00:00Z"));
         assert_eq!(s.resets_at, Some(utc("2026-04-01T04:00:00Z")));
+    }
+
+    #[test]
+    fn rolling_window_at_the_start_of_time_does_not_overflow() {
+        let tz = parse_tz("UTC").unwrap();
+        let now = DateTime::<Utc>::MIN_UTC + Duration::hours(1);
+        let s = Window::Rolling { seconds: 86_400 }
+            .span_at(&tz, now)
+            .unwrap();
+        assert_eq!(s.start, DateTime::<Utc>::MIN_UTC);
     }
 
     #[test]
