@@ -12,7 +12,7 @@ use usage_core::store::Reservation;
 use usage_core::{Error, Result};
 
 use crate::quotas::GuardContext;
-use crate::tracker::{Recorded, ResponseMeta, Tracker, response_events};
+use crate::tracker::{Recorded, ResponseMeta, Tracker, extracted_event, response_events};
 
 /// An open guarded call: its hold (when a quota applies), its clock, and the identity to record
 /// its outcome under. Finish it with [`succeed`](CallGuard::succeed),
@@ -123,6 +123,24 @@ impl CallGuard {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Records what a stream accumulated (a `usage_core::extract::StreamAccumulator`): its usage, or,
+    /// for a stream that ended before its final usage (cut off, or abandoned by the caller),
+    /// the usage seen so far as an `incomplete` error. Without a record (nothing arrived), the
+    /// call is recorded as failed with `reason`.
+    pub async fn succeed_stream(
+        &self,
+        record: Option<usage_core::extract::Extracted>,
+        reason: &str,
+    ) -> Result<Vec<Recorded>> {
+        let provider = self.ctx.provider.expect("checked in begin_call");
+        // A stream cut off before it named its model (and no model was given) has nothing to
+        // price: it is recorded as a failure like a stream that delivered nothing.
+        match record.map(|r| extracted_event(provider, r, &self.meta(), None)) {
+            Some(Ok(event)) => self.record(vec![event]).await,
+            _ => Ok(vec![self.fail("incomplete", reason).await?]),
         }
     }
 

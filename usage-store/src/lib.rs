@@ -60,7 +60,9 @@ use usage_core::{Error, Result};
 
 pub use call::CallGuard;
 pub use quotas::{AlertCallback, DEFAULT_RESERVATION_TTL, GuardContext};
-pub use tracker::{Recorded, ResponseMeta, Tracker, TrackerOptions, response_events};
+pub use tracker::{
+    Recorded, ResponseMeta, Tracker, TrackerOptions, extracted_event, response_events,
+};
 pub use writer::BatchOptions;
 
 /// Opens the store a URL names: `sqlite://PATH` (relative or absolute: `sqlite:///var/x.db`),

@@ -509,53 +509,73 @@ pub fn response_events(
 ) -> Result<Vec<NewEvent>> {
     let records = extract(provider, response)?;
     let n = records.len();
-    let mut out = Vec::with_capacity(n);
-    for r in records {
-        let model = if r.model.is_empty() {
-            meta.model.clone().unwrap_or_default()
-        } else {
-            r.model.clone()
-        };
-        if model.is_empty() {
-            return Err(Error::response(
-                provider.as_str(),
-                "model",
-                "is absent from the payload; pass it in the metadata",
-            ));
-        }
-        let base_id = r.message_id.clone().or_else(|| meta.id.clone());
-        // One payload with several records (per-model CLI usage) gets one id per record.
-        let id = base_id.map(|b| if n > 1 { format!("{b}#{}", r.model) } else { b });
-        let status = if r.error.is_some() || !r.billable {
+    records
+        .into_iter()
+        .map(|r| {
+            // One payload with several records (per-model CLI usage) gets one id per record.
+            let suffix = (n > 1).then(|| r.model.clone());
+            extracted_event(provider, r, &meta, suffix.as_deref())
+        })
+        .collect()
+}
+
+/// The event to record for one extracted usage record (a whole response's, or a stream
+/// accumulator's): the model from the record, else `meta.model`; the id from the record, else
+/// `meta.id` (with `#id_suffix` when given); an error status when the provider reported an
+/// error, the record is not billable (`not_billable`), or the stream ended before its final
+/// usage (`incomplete`, with the usage seen so far).
+pub fn extracted_event(
+    provider: Provider,
+    r: usage_core::extract::Extracted,
+    meta: &ResponseMeta,
+    id_suffix: Option<&str>,
+) -> Result<NewEvent> {
+    let model = if r.model.is_empty() {
+        meta.model.clone().unwrap_or_default()
+    } else {
+        r.model.clone()
+    };
+    if model.is_empty() {
+        return Err(Error::response(
+            provider.as_str(),
+            "model",
+            "is absent from the payload; pass it in the metadata",
+        ));
+    }
+    let base_id = r.message_id.clone().or_else(|| meta.id.clone());
+    let id = base_id.map(|b| match id_suffix {
+        Some(x) => format!("{b}#{x}"),
+        None => b,
+    });
+    let error_type = match (&r.error, r.billable, r.complete) {
+        (Some(e), _, _) => Some(e.kind.clone()),
+        (None, false, _) => Some("not_billable".to_owned()),
+        (None, true, false) => Some("incomplete".to_owned()),
+        (None, true, true) => None,
+    };
+    Ok(NewEvent {
+        id,
+        timestamp: meta.timestamp.or(r.timestamp),
+        provider: provider_key(provider).to_owned(),
+        model,
+        usage: r.usage,
+        context: r.context,
+        provided_cost: r.provided_cost,
+        latency_ms: meta.latency_ms,
+        duration_ms: meta.duration_ms.or(r.duration_ms),
+        status: if error_type.is_some() {
             usage_core::Status::Error
         } else {
             usage_core::Status::Success
-        };
-        out.push(NewEvent {
-            id,
-            timestamp: meta.timestamp.or(r.timestamp),
-            provider: provider_key(provider, &r).to_owned(),
-            model,
-            usage: r.usage,
-            context: r.context,
-            provided_cost: r.provided_cost,
-            latency_ms: meta.latency_ms,
-            duration_ms: meta.duration_ms.or(r.duration_ms),
-            status,
-            error_type: r
-                .error
-                .as_ref()
-                .map(|e| e.kind.clone())
-                .or_else(|| (!r.billable).then(|| "not_billable".to_owned())),
-            error_message: r.error.as_ref().map(|e| e.message.clone()),
-            user_id: meta.user_id.clone(),
-            tags: meta.tags.clone(),
-        });
-    }
-    Ok(out)
+        },
+        error_type,
+        error_message: r.error.as_ref().map(|e| e.message.clone()),
+        user_id: meta.user_id.clone(),
+        tags: meta.tags.clone(),
+    })
 }
 
-fn provider_key(p: Provider, _r: &usage_core::extract::Extracted) -> &'static str {
+fn provider_key(p: Provider) -> &'static str {
     match p {
         Provider::ClaudeCode | Provider::ClaudeCli | Provider::Vertex => "anthropic",
         other => other.as_str(),

@@ -83,6 +83,7 @@ macro_rules! conformance_tests {
                 quotas::begin_call_steps,
                 quotas::queued_events_fire_alerts,
                 quotas::forecast_for_any_filter,
+                quotas::cut_off_stream_is_recorded_incomplete,
                 $($($xmod::$xcase,)*)?
             );
         }

@@ -613,3 +613,60 @@ pub async fn forecast_for_any_filter(b: &Backend) {
     );
     c.finish();
 }
+
+/// A stream the caller stopped reading is recorded with the usage it delivered, as an
+/// `incomplete` error, and its hold is dropped.
+pub async fn cut_off_stream_is_recorded_incomplete(b: &Backend) {
+    use usage_core::extract::{Provider, StreamAccumulator};
+    let mut c = Check::new(b.label(), "cut_off_stream_is_recorded_incomplete");
+    let t = b.tracker();
+    t.set_quota(Quota::new(
+        "u1-cost",
+        Subject::user("u1"),
+        QuotaMetric::Cost,
+        dec("1"),
+        Window::Day,
+    ))
+    .await
+    .expect("quota");
+    let ctx = GuardContext {
+        provider: Some(Provider::Anthropic),
+        subjects: vec![Subject::user("u1")],
+        meta: usage_store::ResponseMeta {
+            user_id: Some("u1".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let call = t
+        .begin_call(
+            ctx,
+            &Estimate::new(TokenUsage::default(), "0.5".parse().expect("usd")),
+        )
+        .await
+        .expect("begin");
+    let mut acc = StreamAccumulator::new(Provider::Anthropic);
+    acc.push(
+        &serde_json::json!({"type": "message_start", "message": {"id": "msg_cut",
+        "type": "message", "model": "claude-haiku-4-5",
+        "usage": {"input_tokens": 1000, "output_tokens": 1}}}),
+    )
+    .expect("push");
+    call.first_token();
+    let rec = call
+        .succeed_stream(acc.snapshot(), "stream abandoned")
+        .await
+        .expect("record");
+    c.eq(
+        "status and error type",
+        (rec[0].event.status, rec[0].event.error_type.clone()),
+        (usage_core::Status::Error, Some("incomplete".to_owned())),
+    );
+    c.eq("input seen is kept", rec[0].event.usage.input, 1000);
+    let s = &t
+        .quota_status(&[Subject::user("u1")])
+        .await
+        .expect("status")[0];
+    c.eq("hold dropped", s.held, Decimal::ZERO);
+    c.finish();
+}
