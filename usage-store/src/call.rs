@@ -126,21 +126,40 @@ impl CallGuard {
         }
     }
 
-    /// Records what a stream accumulated (a `usage_core::extract::StreamAccumulator`): its usage, or,
-    /// for a stream that ended before its final usage (cut off, or abandoned by the caller),
-    /// the usage seen so far as an `incomplete` error. Without a record (nothing arrived), the
-    /// call is recorded as failed with `reason`.
-    pub async fn succeed_stream(
+    /// Records what a stream accumulated (a `usage_core::extract::StreamAccumulator`'s
+    /// record) and drops the hold. A stream that ended before its final usage is recorded with
+    /// the usage seen so far as an error: of type `stopped.0` with message `stopped.1` when the
+    /// caller says why (it stopped reading, the connection broke), else `incomplete`. Without
+    /// a record (nothing arrived, or not even the model is known) the call is recorded as
+    /// failed.
+    pub async fn finish_stream(
         &self,
         record: Option<usage_core::extract::Extracted>,
-        reason: &str,
+        stopped: Option<(&str, &str)>,
     ) -> Result<Vec<Recorded>> {
         let provider = self.ctx.provider.expect("checked in begin_call");
-        // A stream cut off before it named its model (and no model was given) has nothing to
-        // price: it is recorded as a failure like a stream that delivered nothing.
         match record.map(|r| extracted_event(provider, r, &self.meta(), None)) {
-            Some(Ok(event)) => self.record(vec![event]).await,
-            _ => Ok(vec![self.fail("incomplete", reason).await?]),
+            Some(Ok(mut event)) => {
+                if let Some((kind, message)) = stopped {
+                    event.status = usage_core::Status::Error;
+                    if event
+                        .error_type
+                        .as_deref()
+                        .is_none_or(|t| t == "incomplete")
+                    {
+                        event.error_type = Some(kind.to_owned());
+                    }
+                    event
+                        .error_message
+                        .get_or_insert_with(|| message.to_owned());
+                }
+                self.record(vec![event]).await
+            }
+            _ => {
+                let (kind, message) =
+                    stopped.unwrap_or(("incomplete", "the stream ended before any usage was seen"));
+                Ok(vec![self.fail(kind, message).await?])
+            }
         }
     }
 

@@ -654,7 +654,7 @@ pub async fn cut_off_stream_is_recorded_incomplete(b: &Backend) {
     .expect("push");
     call.first_token();
     let rec = call
-        .succeed_stream(acc.snapshot(), "stream abandoned")
+        .finish_stream(acc.snapshot(), None)
         .await
         .expect("record");
     c.eq(
