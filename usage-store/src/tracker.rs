@@ -379,6 +379,17 @@ impl Tracker {
         engine::run(&*self.shared.store, &q).await
     }
 
+    /// Streams the events matching `filter` (within this handle's scope) to `out` as CSV
+    /// (see [`crate::export`]); the number of rows.
+    pub async fn export_csv<W: std::io::Write>(&self, filter: &Filter, out: W) -> Result<u64> {
+        crate::export::export_csv(&*self.shared.store, &self.scoped_filter(filter)?, out).await
+    }
+
+    /// [`export_csv`](Tracker::export_csv) as JSON lines, one event per line.
+    pub async fn export_jsonl<W: std::io::Write>(&self, filter: &Filter, out: W) -> Result<u64> {
+        crate::export::export_jsonl(&*self.shared.store, &self.scoped_filter(filter)?, out).await
+    }
+
     /// Totals over `filter` with distinct counts of `distinct`.
     pub async fn summary(&self, filter: &Filter, distinct: &[Dimension]) -> Result<Summary> {
         reports::summary(&*self.shared.store, &self.scoped_filter(filter)?, distinct).await

@@ -44,6 +44,37 @@ async fn check_reports(c: &mut Check, label: &str, scoped: &Tracker, mine: &[Usa
         s.distinct.get("user").copied(),
         Some(oracle::distinct(mine, &Dimension::User)),
     );
+    let mut csv = Vec::new();
+    let rows = scoped
+        .export_csv(&Filter::default(), &mut csv)
+        .await
+        .expect("export");
+    c.eq(
+        format!("{label}: export has only the scope's events"),
+        rows,
+        mine.len() as u64,
+    );
+    let mut jsonl = Vec::new();
+    scoped
+        .export_jsonl(&Filter::default(), &mut jsonl)
+        .await
+        .expect("export");
+    let ids: std::collections::BTreeSet<String> = String::from_utf8(jsonl)
+        .expect("utf-8")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<UsageEvent>(l)
+                .expect("event")
+                .id
+                .as_str()
+                .to_owned()
+        })
+        .collect();
+    c.eq(
+        format!("{label}: exported ids"),
+        ids,
+        mine.iter().map(|e| e.id.as_str().to_owned()).collect(),
+    );
     let s = scoped.summary(&f, &[]).await.expect("summary");
     c.totals(
         format!("{label}: summary over a ragged range"),
