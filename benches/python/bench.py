@@ -91,7 +91,8 @@ def bench_cost() -> List[Tuple[str, float, str]]:
 
 
 def import_time(module: str, runs: int, then: str = "") -> Optional[float]:
-    code = f"import time; t=time.perf_counter(); import {module}; {then}; print(time.perf_counter()-t)"
+    then = f"{then}; " if then else ""
+    code = f"import time; t=time.perf_counter(); import {module}; {then}print(time.perf_counter()-t)"
     out = []
     for _ in range(runs):
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
