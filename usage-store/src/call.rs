@@ -129,7 +129,7 @@ impl CallGuard {
     /// Records what a stream accumulated (a `usage_core::extract::StreamAccumulator`'s
     /// record) and drops the hold. A stream that ended before its final usage is recorded with
     /// the usage seen so far as an error: of type `stopped.0` with message `stopped.1` when the
-    /// caller says why (it stopped reading, the connection broke), else `incomplete`. Without
+    /// caller says why (it stopped reading, the connection broke), else `incomplete_stream`. Without
     /// a record (nothing arrived, or not even the model is known) the call is recorded as
     /// failed.
     pub async fn finish_stream(
@@ -145,7 +145,7 @@ impl CallGuard {
                     if event
                         .error_type
                         .as_deref()
-                        .is_none_or(|t| t == "incomplete")
+                        .is_none_or(|t| t == "incomplete_stream")
                     {
                         event.error_type = Some(kind.to_owned());
                     }
@@ -156,8 +156,10 @@ impl CallGuard {
                 self.record(vec![event]).await
             }
             _ => {
-                let (kind, message) =
-                    stopped.unwrap_or(("incomplete", "the stream ended before any usage was seen"));
+                let (kind, message) = stopped.unwrap_or((
+                    "incomplete_stream",
+                    "the stream ended before any usage was seen",
+                ));
                 Ok(vec![self.fail(kind, message).await?])
             }
         }

@@ -534,7 +534,7 @@ pub fn response_events(
 /// accumulator's): the model from the record, else `meta.model`; the id from the record, else
 /// `meta.id` (with `#id_suffix` when given); an error status when the provider reported an
 /// error, the record is not billable (`not_billable`), or the stream ended before its final
-/// usage (`incomplete`, with the usage seen so far).
+/// usage (`incomplete_stream`, with the usage seen so far).
 pub fn extracted_event(
     provider: Provider,
     r: usage_core::extract::Extracted,
@@ -561,7 +561,7 @@ pub fn extracted_event(
     let error_type = match (&r.error, r.billable, r.complete) {
         (Some(e), _, _) => Some(e.kind.clone()),
         (None, false, _) => Some("not_billable".to_owned()),
-        (None, true, false) => Some("incomplete".to_owned()),
+        (None, true, false) => Some("incomplete_stream".to_owned()),
         (None, true, true) => None,
     };
     Ok(NewEvent {

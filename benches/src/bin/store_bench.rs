@@ -23,16 +23,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use usage_benches::cli::{Args, Backend, Durability};
 use usage_benches::dataset::{self, EventMaker};
 use usage_benches::stats::{
     Row, Samples, Target, fmt_count, fmt_duration, proc_status_kib, reset_peak_rss, table,
 };
 use usage_core::query::{Bucket, Dimension, Filter, Metric, Period, TimeRange};
-use usage_core::store::{AggregateRequest, Source, Store};
-use rust_decimal::Decimal;
 use usage_core::quota::estimate::Estimate;
 use usage_core::quota::{Quota, QuotaMetric, Subject, Window};
+use usage_core::store::{AggregateRequest, Source, Store};
 use usage_store::{Tracker, TrackerOptions};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

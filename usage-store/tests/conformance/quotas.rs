@@ -660,7 +660,10 @@ pub async fn cut_off_stream_is_recorded_incomplete(b: &Backend) {
     c.eq(
         "status and error type",
         (rec[0].event.status, rec[0].event.error_type.clone()),
-        (usage_core::Status::Error, Some("incomplete".to_owned())),
+        (
+            usage_core::Status::Error,
+            Some("incomplete_stream".to_owned()),
+        ),
     );
     c.eq("input seen is kept", rec[0].event.usage.input, 1000);
     let s = &t

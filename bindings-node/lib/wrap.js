@@ -1,0 +1,290 @@
+'use strict'
+// `tracker.wrap(client)`: a Proxy over an `@anthropic-ai/sdk` or `openai` client that behaves
+// exactly like the client, except that message-create calls are guarded and recorded:
+//
+//   estimate (core worst case) → beginCall (QUOTA_EXCEEDED before any request is sent)
+//   → the SDK call → succeed (usage read by the core) | fail (error event, hold released)
+//
+// Streams are handed back as the SDK's own Stream class, re-created around an iterator that
+// feeds every event to the core's StreamAccumulator; a stream the caller abandons (breaks out
+// of, aborts) or that breaks is recorded with the usage seen so far and its hold released.
+
+const context = require('./context')
+
+const ABORTS = new Set(['AbortError', 'APIUserAbortError'])
+
+/** Decides the identity of one call: `run()` context over the wrap options. */
+function identity(opts) {
+  const ctx = context.current()
+  if (!ctx) {
+    // No run() context: the wrap options alone, the same for every call.
+    if (!opts._identity) opts._identity = who(opts, {})
+    return opts._identity
+  }
+  return who(opts, ctx)
+}
+
+function who(opts, ctx) {
+  const userId = ctx.userId !== undefined ? ctx.userId : opts.userId
+  const tags = { ...(opts.tags || {}), ...(ctx.tags || {}) }
+  let subjects = ctx.subjects || opts.subjects
+  if (!subjects) {
+    // The quotas that can apply to this call: its user's and its tags' (global ones always do).
+    subjects = []
+    if (userId != null) subjects.push({ kind: 'user', id: String(userId) })
+    for (const [key, value] of Object.entries(tags)) subjects.push({ kind: 'tag', key, value: String(value) })
+  }
+  return { userId: userId == null ? undefined : String(userId), tagsJson: JSON.stringify(tags), subjectsJson: JSON.stringify(subjects) }
+}
+
+/** Rough prompt size: UTF-8 bytes of the prompt parts / 4 (a reservation, not a bill). */
+function approxPromptTokens(params) {
+  let bytes = 0
+  for (const part of [params.system, params.messages, params.tools, params.input, params.instructions]) {
+    if (part === undefined || part === null) continue
+    bytes += Buffer.byteLength(typeof part === 'string' ? part : JSON.stringify(part))
+  }
+  return Math.ceil(bytes / 4)
+}
+
+function errorType(e) {
+  if (!e) return 'error'
+  if (ABORTS.has(e.name) || ABORTS.has(e.constructor && e.constructor.name)) return 'aborted'
+  const body = e.error
+  return (
+    (body && body.error && body.error.type) || // Anthropic APIError: { type: 'error', error: { type } }
+    (typeof e.type === 'string' && e.type) || // OpenAI APIError
+    (typeof e.code === 'string' && e.code) ||
+    (e.status ? `http_${e.status}` : undefined) ||
+    e.name ||
+    'error'
+  )
+}
+
+function message(e) {
+  return (e && e.message) || String(e)
+}
+
+const { convert } = require('./errors')
+
+function warn(e) {
+  require('./tracker').warnRecordFailed(e)
+}
+
+/**
+ * Hands one outcome of a call (`succeed`, `fail`, `finishStream`) to the addon, which records
+ * it on its runtime after this returns (`tracker.settled()`/`flush()` wait for it). A failure
+ * to record never fails the caller's call.
+ */
+function record(tracker, step) {
+  try {
+    const r = step()
+    if (r && typeof r.then === 'function') tracker._track(r.catch((e) => warn(convert(e))))
+  } catch (e) {
+    warn(convert(e))
+  }
+}
+
+/**
+ * What is specific to one SDK method: provider, the request's output cap, whether a stream
+ * event is the first token, and (OpenAI Chat) how to ask for and hide the usage chunk.
+ */
+const METHODS = {
+  anthropicMessages: {
+    provider: 'anthropic',
+    maxTokens: (p) => p.max_tokens,
+    firstToken: (ev) => ev && ev.type !== 'message_start',
+  },
+  openaiChat: {
+    provider: 'openai',
+    maxTokens: (p) => p.max_completion_tokens ?? p.max_tokens,
+    firstToken: () => true,
+    // Streams only carry usage when asked; ask, and hide the extra chunk from the caller.
+    prepare(p) {
+      if (!p.stream || (p.stream_options && p.stream_options.include_usage)) return { params: p, hide: false }
+      return { params: { ...p, stream_options: { ...(p.stream_options || {}), include_usage: true } }, hide: true }
+    },
+    hidden(ev) {
+      return Array.isArray(ev.choices) && ev.choices.length === 0 && ev.usage != null
+    },
+  },
+  openaiResponses: {
+    provider: 'openai',
+    maxTokens: (p) => p.max_output_tokens,
+    firstToken: (ev) => ev && ev.type !== 'response.created' && ev.type !== 'response.in_progress',
+  },
+}
+
+class Guarded {
+  constructor(tracker, client, opts) {
+    this.tracker = tracker
+    this.client = client
+    this.opts = { ...opts }
+  }
+
+  /**
+   * A guarded `create(params, options)`: returns a promise with the SDK's `withResponse()` and
+   * `asResponse()` so callers (and the SDK's own helpers, like `messages.stream()`) see an
+   * APIPromise.
+   */
+  create(spec, original, thisArg, params, options) {
+    let api // the SDK's APIPromise, once the request is sent
+    const data = this._run(spec, original, thisArg, params, options, (a) => (api = a))
+    // A caller of withResponse()/asResponse() consumes those promises, not `data`: `data` must
+    // not then report the same rejection as unhandled. The SDK's APIPromise keeps its parsed
+    // body and response, so asking it again sends nothing.
+    data.withResponse = () => {
+      data.catch(() => {})
+      return data.then(async (d) => ({ ...(await api.withResponse()), data: d }))
+    }
+    data.asResponse = () => {
+      data.catch(() => {})
+      return data.then(() => api.asResponse())
+    }
+    return data
+  }
+
+  async _run(spec, original, thisArg, params, options, sent_) {
+    const tracker = this.tracker
+    const who = identity(this.opts)
+    let call = tracker._beginCall({
+      provider: spec.provider,
+      model: params.model,
+      promptTokens: approxPromptTokens(params),
+      maxTokens: spec.maxTokens(params) ?? 0,
+      pricing: this.opts.pricing,
+      subjectsJson: who.subjectsJson,
+      userId: who.userId,
+      tagsJson: who.tagsJson,
+      ttlMs: this.opts.ttlMs,
+      batched: this.opts.batched ?? true,
+    })
+    if (typeof call.then === 'function') call = await call
+    const { params: sent, hide } = spec.prepare ? spec.prepare(params) : { params, hide: false }
+    let data
+    try {
+      const api = original.call(thisArg, sent, options)
+      sent_(api)
+      data = await api
+    } catch (e) {
+      record(tracker, () => call.fail(errorType(e), message(e)))
+      throw e
+    }
+    if (params.stream) return this._stream(spec, call, data, hide)
+    record(tracker, () => call.succeed(JSON.stringify(data)))
+    return data
+  }
+
+  /** The SDK's Stream class again, over an iterator that records as it goes. */
+  _stream(spec, call, stream, hide) {
+    const tracker = this.tracker
+    let first = true
+    async function* events() {
+      let ended = false
+      let failure
+      let broken
+      try {
+        for await (const ev of stream) {
+          if (first && spec.firstToken(ev)) {
+            first = false
+            call.firstToken()
+          }
+          if (!broken) {
+            try {
+              call.pushJson(JSON.stringify(ev))
+            } catch (e) {
+              broken = e // a malformed event: record what was seen before it
+            }
+          }
+          if (hide) {
+            if (spec.hidden(ev)) continue
+            if (ev.usage === null) delete ev.usage
+          }
+          yield ev
+        }
+        ended = true
+      } catch (e) {
+        failure = e
+        throw e
+      } finally {
+        record(tracker, () =>
+          ended
+            ? call.finishStream(broken ? 'invalid_stream_event' : null, broken ? message(broken) : null)
+            : failure
+              ? call.finishStream(errorType(failure), message(failure))
+              : call.finishStream('abandoned', 'the caller stopped reading the stream'),
+        )
+      }
+    }
+    const Stream = stream.constructor
+    return new Stream(() => events(), stream.controller, this.client)
+  }
+}
+
+/** Proxies `target`, replacing the properties in `overrides` and binding the target's methods. */
+function proxy(target, overrides) {
+  const bound = new WeakMap()
+  return new Proxy(target, {
+    get(t, prop, receiver) {
+      if (Object.prototype.hasOwnProperty.call(overrides, prop)) return overrides[prop]()
+      const v = Reflect.get(t, prop, t)
+      if (typeof v !== 'function' || prop === 'constructor') return v
+      // SDK classes use private fields: call their methods on the real object.
+      let b = bound.get(v)
+      if (!b) {
+        b = v.bind(t)
+        bound.set(v, b)
+      }
+      return b
+    },
+  })
+}
+
+function method(guarded, spec, target, name) {
+  const original = target[name]
+  return (params, options) => guarded.create(spec, original, target, params, options)
+}
+
+function wrapAnthropic(guarded, client) {
+  const messages = client.messages
+  const create = method(guarded, METHODS.anthropicMessages, messages, 'create')
+  // The SDK's own stream() helper, run against a messages object whose create() is guarded:
+  // the MessageStream (finalMessage(), on('text'), abort()…) is the SDK's, unchanged.
+  const guardedMessages = Object.create(messages, { create: { value: create } })
+  const stream = (params, options) => messages.stream.call(guardedMessages, params, options)
+  const wrappedMessages = proxy(messages, { create: () => create, stream: () => stream })
+  return proxy(client, { messages: () => wrappedMessages })
+}
+
+function wrapOpenAI(guarded, client) {
+  const completions = client.chat.completions
+  const chatCreate = method(guarded, METHODS.openaiChat, completions, 'create')
+  const wrappedCompletions = proxy(completions, { create: () => chatCreate })
+  const wrappedChat = proxy(client.chat, { completions: () => wrappedCompletions })
+  const overrides = { chat: () => wrappedChat }
+  if (client.responses && typeof client.responses.create === 'function') {
+    const respCreate = method(guarded, METHODS.openaiResponses, client.responses, 'create')
+    const wrappedResponses = proxy(client.responses, { create: () => respCreate })
+    overrides.responses = () => wrappedResponses
+  }
+  return proxy(client, overrides)
+}
+
+/**
+ * Wraps an Anthropic or OpenAI client. `options`: `userId`, `tags`, `subjects` (default: the
+ * user's and the tags' quota subjects), `ttlMs`, `batched` (default true: calls no quota holds
+ * are recorded through the batched writer), `pricing` (`PricingContext` fields for estimates).
+ */
+function wrap(tracker, client, options = {}) {
+  if (!client || typeof client !== 'object') throw new TypeError('usage-core: wrap() needs an SDK client')
+  const guarded = new Guarded(tracker, client, options)
+  if (client.messages && typeof client.messages.create === 'function') return wrapAnthropic(guarded, client)
+  if (client.chat && client.chat.completions && typeof client.chat.completions.create === 'function') {
+    return wrapOpenAI(guarded, client)
+  }
+  throw new TypeError(
+    'usage-core: wrap() supports @anthropic-ai/sdk (client.messages) and openai (client.chat.completions, client.responses) clients',
+  )
+}
+
+module.exports = { wrap, approxPromptTokens }

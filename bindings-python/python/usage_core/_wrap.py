@@ -1,0 +1,455 @@
+"""``Tracker.wrap(client)``: record every Anthropic / OpenAI SDK call without changing it.
+
+The wrapped client is a copy of the caller's (``client.with_options()``, sharing its HTTP
+connection pool) of the very same class, whose call methods are replaced on the resource
+instances only; everything else is untouched. Each call: reserve the core's worst-case estimate
+against the quotas of its user and tags (``QuotaExceededError`` before any request is sent),
+make the call, then record its usage with latency through the core's ``CallGuard`` (batched
+writer when nothing is held), or record an error event and release the hold when the call
+fails. Streams are followed event by event into the core's ``StreamAccumulator``; a stream
+closed or dropped before its end is recorded with the usage seen so far as an error
+(``stream_abandoned``), and its hold is released.
+
+This module is imported on first use of ``wrap``, so ``import usage_core`` stays lean.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+import weakref
+from typing import Any, AsyncGenerator, AsyncIterator, Callable, Dict, Generator, Iterator, List, Optional, Tuple
+
+from ._errors import UsageError
+from ._native import NativeCall, NativeTracker, StreamAccumulator, approx_prompt_tokens
+
+log = logging.getLogger("usage_core")
+
+# Request arguments holding the prompt, by API.
+_PROMPT_KEYS = {
+    "anthropic": ("system", "messages", "tools"),
+    "openai.chat": ("messages", "tools", "functions"),
+    "openai.responses": ("instructions", "input", "tools"),
+}
+# Request arguments bounding the output, by API (the first one given wins).
+_MAX_KEYS = {
+    "anthropic": ("max_tokens",),
+    "openai.chat": ("max_completion_tokens", "max_tokens"),
+    "openai.responses": ("max_output_tokens",),
+}
+# Stream events that carry identity, usage or an error (the others are text and tool deltas).
+_USAGE_EVENTS = {
+    "anthropic": {"message_start", "message_delta", "message_stop", "error"},
+    "openai.responses": {
+        "response.created",
+        "response.completed",
+        "response.failed",
+        "response.incomplete",
+        "error",
+    },
+}
+_NOT_CONTENT = {"message_start", "ping", "response.created", "response.in_progress"}
+
+
+def _int(v: Any) -> Optional[int]:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _error_type(e: BaseException) -> str:
+    """The provider's error type when the SDK exception carries its body, else the class name."""
+    body = getattr(e, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and isinstance(err.get("type"), str):
+            return str(err["type"])
+    return type(e).__name__
+
+
+class _Recorder:
+    """Identity, quota subjects and the native tracker shared by one wrapped client's hooks."""
+
+    def __init__(
+        self,
+        native: NativeTracker,
+        user_id: Optional[str],
+        tags: Optional[Dict[str, str]],
+        identity: contextvars.ContextVar[Any],
+    ) -> None:
+        self.native = native
+        self.user_id = user_id
+        self.tags = tags or {}
+        self.identity = identity
+
+    def who(self) -> Tuple[Optional[str], Dict[str, str]]:
+        ctx = self.identity.get()
+        user = self.user_id if self.user_id is not None else (ctx.user_id if ctx else None)
+        tags = dict(ctx.tags) if ctx else {}
+        tags.update(self.tags)
+        return user, tags
+
+    def begin_args(self, api: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+        user, tags = self.who()
+        subjects: List[Any] = [{"kind": "user", "id": user}] if user else []
+        subjects += [{"kind": "tag", "key": k, "value": v} for k, v in tags.items()]
+        model = kwargs.get("model")
+        model = model if isinstance(model, str) else None
+        prompt = approx_prompt_tokens([kwargs.get(k) for k in _PROMPT_KEYS[api]])
+        max_tokens = next(
+            (m for m in (_int(kwargs.get(k)) for k in _MAX_KEYS[api]) if m is not None), None
+        )
+        meta: Dict[str, Any] = {"tags": tags}
+        if user:
+            meta["user_id"] = user
+        if model:
+            meta["model"] = model
+        return dict(
+            model=model,
+            prompt_tokens=prompt,
+            max_tokens=max_tokens,
+            subjects=subjects,
+            meta=meta,
+            batched=True,
+        )
+
+
+class _Finisher:
+    """Finishes one streamed call exactly once, whichever way the stream ends."""
+
+    def __init__(self, call: NativeCall, acc: StreamAccumulator) -> None:
+        self.call = call
+        self.acc = acc
+        self.done = False
+
+    def claim(self) -> bool:
+        if self.done:
+            return False
+        self.done = True
+        return True
+
+    def abandon(self) -> None:
+        """The stream was closed or dropped before its end: record what was seen as an error,
+        on the runtime without blocking (this may run in a finaliser)."""
+        if self.claim():
+            try:
+                self.call.succeed_stream(
+                    self.acc,
+                    error_type="stream_abandoned",
+                    error_message="the stream was closed before its end",
+                    result=False,
+                    background=True,
+                )
+            except Exception:  # pragma: no cover - only reached if the runtime is gone
+                log.exception("usage_core: recording an abandoned stream failed")
+
+
+def _wants(api: str, ev: Any, seen: bool) -> bool:
+    if api == "openai.chat":
+        return not seen or getattr(ev, "usage", None) is not None
+    return getattr(ev, "type", None) in _USAGE_EVENTS[api]
+
+
+def _is_content(api: str, ev: Any) -> bool:
+    if api == "openai.chat":
+        return bool(getattr(ev, "choices", None))
+    return getattr(ev, "type", None) not in _NOT_CONTENT
+
+
+def _is_usage_chunk(ev: Any) -> bool:
+    return not getattr(ev, "choices", None) and getattr(ev, "usage", None) is not None
+
+
+def _push(acc: StreamAccumulator, ev: Any) -> None:
+    try:
+        acc.push(ev)
+    except UsageError:  # a malformed event leaves the accumulator as it was
+        log.debug("usage_core: skipped an unreadable stream event", exc_info=True)
+
+
+def _hook_sync_stream(obj: Any, call: NativeCall, provider: str, api: str, hide_usage: bool) -> Any:
+    """Follows a sync SDK stream (anything iterating `self._iterator`) into the accumulator."""
+    acc = StreamAccumulator(provider)
+    fin = _Finisher(call, acc)
+    inner: Iterator[Any] = obj._iterator
+
+    def follow() -> Generator[Any, None, None]:
+        seen = first = False
+        try:
+            for ev in inner:
+                if _wants(api, ev, seen):
+                    _push(acc, ev)
+                seen = True
+                if not first and _is_content(api, ev):
+                    first = True
+                    call.first_token()
+                if hide_usage and _is_usage_chunk(ev):
+                    continue
+                yield ev
+        except GeneratorExit:
+            fin.abandon()
+            raise
+        except BaseException as e:
+            if fin.claim():
+                _quiet(call.succeed_stream, acc, error_type=_error_type(e), error_message=str(e), result=False)
+            raise
+        if fin.claim():
+            _quiet(call.succeed_stream, acc, result=False)
+
+    gen = follow()
+    obj._iterator = gen
+    close = obj.close
+
+    def closing() -> None:
+        gen.close()
+        fin.abandon()
+        close()
+
+    obj.close = closing
+    weakref.finalize(obj, fin.abandon)
+    return obj
+
+
+def _hook_async_stream(obj: Any, call: NativeCall, provider: str, api: str, hide_usage: bool) -> Any:
+    """Follows an async SDK stream into the accumulator."""
+    acc = StreamAccumulator(provider)
+    fin = _Finisher(call, acc)
+    inner: AsyncIterator[Any] = obj._iterator
+
+    async def follow() -> AsyncGenerator[Any, None]:
+        seen = first = False
+        try:
+            async for ev in inner:
+                if _wants(api, ev, seen):
+                    _push(acc, ev)
+                seen = True
+                if not first and _is_content(api, ev):
+                    first = True
+                    call.first_token()
+                if hide_usage and _is_usage_chunk(ev):
+                    continue
+                yield ev
+        except GeneratorExit:
+            fin.abandon()
+            raise
+        except BaseException as e:
+            if fin.claim():
+                await _aquiet(call.succeed_stream, acc, error_type=_error_type(e), error_message=str(e), result=False)
+            raise
+        if fin.claim():
+            await _aquiet(call.succeed_stream, acc, result=False)
+
+    gen = follow()
+    obj._iterator = gen
+    close = obj.close
+
+    async def closing() -> None:
+        await gen.aclose()
+        fin.abandon()
+        await close()
+
+    obj.close = closing
+    weakref.finalize(obj, fin.abandon)
+    return obj
+
+
+def _quiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Records without ever breaking the caller's call: a recording failure is logged."""
+    try:
+        fn(*args, **kwargs)
+    except UsageError:
+        log.exception("usage_core: recording a call failed")
+
+
+async def _aquiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    try:
+        await fn(*args, **kwargs)
+    except UsageError:
+        log.exception("usage_core: recording a call failed")
+
+
+def _sync_create(rec: _Recorder, provider: str, api: str, orig: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(orig)
+    def create(*args: Any, **kwargs: Any) -> Any:
+        hide = False
+        if api == "openai.chat" and kwargs.get("stream") is True:
+            opts = kwargs.get("stream_options")
+            if not (isinstance(opts, dict) and opts.get("include_usage")):
+                kwargs["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
+                hide = True
+        call: NativeCall = rec.native.begin_call(provider, **rec.begin_args(api, kwargs))
+        try:
+            resp = orig(*args, **kwargs)
+        except BaseException as e:
+            _quiet(call.fail, _error_type(e), str(e), result=False)
+            raise
+        if kwargs.get("stream") is True:
+            return _hook_sync_stream(resp, call, provider, api, hide)
+        _quiet(call.succeed, resp, result=False)
+        return resp
+
+    return create
+
+
+def _async_create(rec: _Recorder, provider: str, api: str, orig: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(orig)
+    async def create(*args: Any, **kwargs: Any) -> Any:
+        hide = False
+        if api == "openai.chat" and kwargs.get("stream") is True:
+            opts = kwargs.get("stream_options")
+            if not (isinstance(opts, dict) and opts.get("include_usage")):
+                kwargs["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
+                hide = True
+        call: NativeCall = await rec.native.begin_call(provider, **rec.begin_args(api, kwargs))
+        try:
+            resp = await orig(*args, **kwargs)
+        except BaseException as e:
+            await _aquiet(call.fail, _error_type(e), str(e), result=False)
+            raise
+        if kwargs.get("stream") is True:
+            return _hook_async_stream(resp, call, provider, api, hide)
+        await _aquiet(call.succeed, resp, result=False)
+        return resp
+
+    return create
+
+
+_MANAGERS: Dict[type, type] = {}
+
+
+def _tracked_manager(cls: type, is_async: bool) -> type:
+    """A subclass of the SDK's stream manager whose ``__enter__`` reserves before the request
+    and follows the stream it opens (so ``isinstance`` still holds)."""
+    sub = _MANAGERS.get(cls)
+    if sub is not None:
+        return sub
+    if is_async:
+
+        async def __aenter__(self: Any) -> Any:
+            rec, kwargs = self._usage_core
+            call = await rec.native.begin_call("anthropic", **rec.begin_args("anthropic", kwargs))
+            try:
+                ms = await cls.__aenter__(self)  # type: ignore[attr-defined]
+            except BaseException as e:
+                await _aquiet(call.fail, _error_type(e), str(e), result=False)
+                raise
+            _hook_async_stream(ms._raw_stream, call, "anthropic", "anthropic", False)
+            return ms
+
+        sub = type(cls.__name__, (cls,), {"__aenter__": __aenter__, "__module__": cls.__module__})
+    else:
+
+        def __enter__(self: Any) -> Any:
+            rec, kwargs = self._usage_core
+            call = rec.native.begin_call("anthropic", **rec.begin_args("anthropic", kwargs))
+            try:
+                ms = cls.__enter__(self)  # type: ignore[attr-defined]
+            except BaseException as e:
+                _quiet(call.fail, _error_type(e), str(e), result=False)
+                raise
+            _hook_sync_stream(ms._raw_stream, call, "anthropic", "anthropic", False)
+            return ms
+
+        sub = type(cls.__name__, (cls,), {"__enter__": __enter__, "__module__": cls.__module__})
+    _MANAGERS[cls] = sub
+    return sub
+
+
+def _stream_method(rec: _Recorder, orig: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
+    @functools.wraps(orig)
+    def stream(*args: Any, **kwargs: Any) -> Any:
+        mgr = orig(*args, **kwargs)
+        mgr.__class__ = _tracked_manager(type(mgr), is_async)
+        mgr._usage_core = (rec, kwargs)
+        return mgr
+
+    return stream
+
+
+def _batch_results(rec: _Recorder, orig: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
+    """Each result line is recorded as it is read (succeeded ones with their usage; errored,
+    canceled and expired ones as errors); reading the results twice records them once."""
+
+    def meta() -> Dict[str, Any]:
+        user, tags = rec.who()
+        m: Dict[str, Any] = {"tags": tags}
+        if user:
+            m["user_id"] = user
+        return m
+
+    if is_async:
+
+        @functools.wraps(orig)
+        async def aresults(*args: Any, **kwargs: Any) -> Any:
+            decoder = await orig(*args, **kwargs)
+            inner = decoder._iterator
+
+            async def follow() -> AsyncIterator[Any]:
+                async for item in inner:
+                    await _aquiet(rec.native.record_response, "anthropic", item, meta())
+                    yield item
+
+            decoder._iterator = follow()
+            return decoder
+
+        return aresults
+
+    @functools.wraps(orig)
+    def results(*args: Any, **kwargs: Any) -> Any:
+        decoder = orig(*args, **kwargs)
+        inner = decoder._iterator
+
+        def follow() -> Iterator[Any]:
+            for item in inner:
+                _quiet(rec.native.record_response, "anthropic", item, meta())
+                yield item
+
+        decoder._iterator = follow()
+        return decoder
+
+    return results
+
+
+def wrap_client(
+    native: NativeTracker,
+    client: Any,
+    *,
+    user_id: Optional[str],
+    tags: Optional[Dict[str, str]],
+    identity: contextvars.ContextVar[Any],
+) -> Any:
+    family = type(client).__module__.split(".")[0]
+    if family == "anthropic":
+        import anthropic
+
+        is_async = isinstance(client, anthropic.AsyncAnthropic)
+    elif family == "openai":
+        import openai
+
+        is_async = isinstance(client, openai.AsyncOpenAI)
+    else:
+        raise TypeError(
+            f"wrap() takes an anthropic.Anthropic/AsyncAnthropic or openai.OpenAI/AsyncOpenAI client, not {type(client).__name__}"
+        )
+    rec = _Recorder(native.flavour(is_async), user_id, tags, identity)
+    wrapped = client.with_options()
+    make = _async_create if is_async else _sync_create
+    if family == "anthropic":
+        messages = wrapped.messages
+        messages.create = make(rec, "anthropic", "anthropic", messages.create)
+        messages.stream = _stream_method(rec, messages.stream, is_async)
+        batches = messages.batches
+        batches.results = _batch_results(rec, batches.results, is_async)
+    else:
+        completions = wrapped.chat.completions
+        completions.create = make(rec, "openai", "openai.chat", completions.create)
+        responses = wrapped.responses
+        responses.create = make(rec, "openai", "openai.responses", responses.create)
+
+    copy = type(wrapped).copy
+
+    def rewrap(*args: Any, **kwargs: Any) -> Any:
+        return wrap_client(native, copy(wrapped, *args, **kwargs), user_id=user_id, tags=tags, identity=identity)
+
+    wrapped.copy = rewrap
+    wrapped.with_options = rewrap
+    return wrapped

@@ -1,0 +1,181 @@
+//! `NativeCall`: one guarded provider call (the core's `CallGuard`) as the SDK wrappers drive
+//! it: finished once, from a response, from a stream accumulator, or as a failure; plus the
+//! rough prompt-size count the wrappers reserve with.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use usage_store::{CallGuard, Recorded};
+
+use crate::convert::{json_to_py, py_to_json};
+use crate::errors::{argument, to_py};
+use crate::tracker::{Conv, Out, go, none, recorded_list, runtime};
+use crate::values::StreamAccumulator;
+
+/// One guarded provider call in progress (the core's `CallGuard`): finish it exactly once with
+/// `succeed`, `succeed_stream` or `fail`.
+#[pyclass(module = "usage_core._native", frozen)]
+pub struct NativeCall {
+    guard: Arc<CallGuard>,
+    asynchronous: bool,
+}
+
+impl NativeCall {
+    pub(crate) fn new(guard: CallGuard, asynchronous: bool) -> Self {
+        NativeCall {
+            guard: Arc::new(guard),
+            asynchronous,
+        }
+    }
+}
+
+impl NativeCall {
+    /// Runs a finishing step: like the tracker's calls, or, with `background`, on the runtime
+    /// without waiting (for a stream abandoned in a finaliser, where nothing may block or be
+    /// awaited); a failure there is reported through `sys.unraisablehook`.
+    fn finish<F>(&self, py: Python<'_>, background: bool, fut: F) -> PyResult<Py<PyAny>>
+    where
+        F: Future<Output = Out> + Send + 'static,
+    {
+        if !background {
+            return go(py, self.asynchronous, fut);
+        }
+        runtime().spawn(async move {
+            if let Err(e) = fut.await {
+                Python::try_attach(|py| to_py(py, e).write_unraisable(py, None));
+            }
+        });
+        Ok(py.None())
+    }
+}
+
+fn outcome(list: Vec<Recorded>, want: bool) -> Conv {
+    if want { recorded_list(list) } else { none() }
+}
+
+#[pymethods]
+impl NativeCall {
+    /// The reservation holding the estimate, when a quota applied.
+    #[getter]
+    fn reservation_id(&self) -> Option<String> {
+        self.guard.reservation_id()
+    }
+
+    /// Marks the first token's arrival (a stream's latency); later calls change nothing.
+    fn first_token(&self) {
+        self.guard.first_token();
+    }
+
+    /// Records the usage in the provider's response (dict or SDK object) and drops the hold.
+    #[pyo3(signature = (response, result=true, background=false))]
+    fn succeed(
+        &self,
+        py: Python<'_>,
+        response: &Bound<'_, PyAny>,
+        result: bool,
+        background: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let body = py_to_json(response)?;
+        let g = self.guard.clone();
+        self.finish(py, background, async move {
+            Ok(outcome(g.succeed(&body).await?, result))
+        })
+    }
+
+    /// Records what a stream accumulator saw. With `error_type` (an abandoned or failed stream)
+    /// the event is recorded as an error carrying the usage seen so far; a stream with nothing
+    /// identifying in it is recorded as a plain failure.
+    #[pyo3(signature = (accumulator, error_type=None, error_message=None, result=true, background=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn succeed_stream(
+        &self,
+        py: Python<'_>,
+        accumulator: &Bound<'_, StreamAccumulator>,
+        error_type: Option<String>,
+        error_message: Option<String>,
+        result: bool,
+        background: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let acc = accumulator
+            .borrow_mut()
+            .inner
+            .take()
+            .ok_or_else(|| argument(py, "accumulator", "was already finished"))?;
+        let g = self.guard.clone();
+        self.finish(py, background, async move {
+            // A stream the caller stopped keeps what it delivered; a finished one must parse.
+            let record = if error_type.is_some() {
+                acc.snapshot()
+            } else {
+                acc.finish().ok()
+            };
+            let message = error_message.unwrap_or_else(|| "the stream stopped early".to_owned());
+            let stopped = error_type.as_deref().map(|kind| (kind, message.as_str()));
+            Ok(outcome(g.finish_stream(record, stopped).await?, result))
+        })
+    }
+
+    /// Records the call as failed (usage zero) and drops the hold.
+    #[pyo3(signature = (error_type, message, result=true, background=false))]
+    fn fail(
+        &self,
+        py: Python<'_>,
+        error_type: String,
+        message: String,
+        result: bool,
+        background: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let g = self.guard.clone();
+        self.finish(py, background, async move {
+            let r = g.fail(&error_type, &message).await?;
+            Ok(outcome(vec![r], result))
+        })
+    }
+}
+
+/// A rough count of the prompt tokens in a request's arguments (messages, system, tools…):
+/// the characters of every string in them over four, rounded up. Base64 payloads (`data`
+/// keys: images, documents) are skipped. For reservations only; usage is read from responses.
+#[pyfunction]
+pub(crate) fn approx_prompt_tokens(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
+    fn chars(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<u64> {
+        if depth > 64 {
+            return Ok(0);
+        }
+        if let Ok(s) = obj.cast::<pyo3::types::PyString>() {
+            return Ok(s.len()? as u64);
+        }
+        if let Ok(d) = obj.cast::<PyDict>() {
+            let mut n = 0;
+            for (k, v) in d.iter() {
+                if k.eq("data")? {
+                    continue;
+                }
+                n += chars(&v, depth + 1)?;
+            }
+            return Ok(n);
+        }
+        if obj.cast::<PyList>().is_ok() || obj.cast::<pyo3::types::PyTuple>().is_ok() {
+            let mut n = 0;
+            for x in obj.try_iter()? {
+                n += chars(&x?, depth + 1)?;
+            }
+            return Ok(n);
+        }
+        if obj.hasattr("model_dump")? {
+            return chars(&obj.call_method0("model_dump")?, depth + 1);
+        }
+        Ok(0)
+    }
+    Ok(chars(obj, 0)?.div_ceil(4))
+}
+
+/// JSON text as Python data (used by tests and the vectors runner through `_native`).
+#[pyfunction]
+pub(crate) fn loads<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
+    let v: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| argument(py, "text", format!("is not JSON: {e}")))?;
+    json_to_py(py, &v)
+}
