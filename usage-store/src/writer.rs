@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use usage_core::event::UsageEvent;
 use usage_core::store::Store;
 use usage_core::{Error, Result};
@@ -45,92 +45,171 @@ impl Default for BatchOptions {
 pub(crate) type AfterWrite =
     Arc<dyn Fn(Vec<UsageEvent>) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + Sync>;
 
-enum Msg {
-    Event(Box<UsageEvent>),
-    Flush(oneshot::Sender<Result<()>>),
+/// What callers hand the writer task: queued events, flushes waiting for them, and whether the
+/// tracker is gone. Behind a mutex rather than a channel so that queueing an event is a push,
+/// not a wake-up of the writer: the task is woken once per batch (when the first event of a
+/// batch arrives, when `max_batch` are queued, on a flush and on drop).
+#[derive(Default)]
+struct Queue {
+    events: Vec<UsageEvent>,
+    flushes: Vec<oneshot::Sender<Result<()>>>,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The handle to the background writer.
-#[derive(Debug)]
 pub(crate) struct BatchWriter {
-    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
+    opts: BatchOptions,
     last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for BatchWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchWriter")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for BatchWriter {
+    /// The tracker is gone: the task writes what is queued and stops.
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+    }
 }
 
 impl BatchWriter {
     pub(crate) fn spawn(store: Arc<dyn Store>, opts: BatchOptions, after: AfterWrite) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Msg>(opts.max_queue.max(1));
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Notify::new(),
+        });
         let last_error = Arc::new(Mutex::new(None));
         let errors = last_error.clone();
+        let task = shared.clone();
+        let max_write = opts.max_write.max(opts.max_batch).max(1);
         tokio::spawn(async move {
-            let mut buf: Vec<UsageEvent> = Vec::with_capacity(opts.max_batch);
-            let mut waiters: Vec<oneshot::Sender<Result<()>>> = Vec::new();
-            // When the oldest queued event must be written by: a steady trickle of events
-            // must not postpone it.
-            let mut deadline = tokio::time::Instant::now();
+            // When the oldest queued event must be written by: later arrivals never postpone it.
+            let mut deadline: Option<tokio::time::Instant> = None;
             loop {
-                let msg = if buf.is_empty() {
-                    let m = rx.recv().await;
-                    deadline = tokio::time::Instant::now() + opts.flush_interval;
-                    m
-                } else {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(m) => m,
-                        Err(_) => {
-                            write(&*store, &after, &mut buf, &errors, &mut waiters).await;
-                            continue;
+                enum Next {
+                    Stop,
+                    Wait(Option<tokio::time::Instant>),
+                    Write(Vec<UsageEvent>, Vec<oneshot::Sender<Result<()>>>, bool),
+                }
+                let next = {
+                    let mut q = task.lock();
+                    if q.events.is_empty() && q.flushes.is_empty() {
+                        deadline = None;
+                        if q.closed {
+                            Next::Stop
+                        } else {
+                            Next::Wait(None)
+                        }
+                    } else {
+                        let due = *deadline.get_or_insert_with(|| {
+                            tokio::time::Instant::now() + opts.flush_interval
+                        });
+                        let ready = q.closed
+                            || !q.flushes.is_empty()
+                            || q.events.len() >= opts.max_batch
+                            || tokio::time::Instant::now() >= due;
+                        if ready {
+                            // Under load, one write takes what else is already queued (up to
+                            // `max_write`): a commit's fixed cost and its index pages are then
+                            // shared by many more events. Flushes wait until everything
+                            // queued before them is written.
+                            let n = q.events.len().min(max_write);
+                            let batch: Vec<UsageEvent> = q.events.drain(..n).collect();
+                            let flushes = if q.events.is_empty() {
+                                std::mem::take(&mut q.flushes)
+                            } else {
+                                Vec::new()
+                            };
+                            deadline = None;
+                            Next::Write(batch, flushes, q.closed && q.events.is_empty())
+                        } else {
+                            Next::Wait(Some(due))
                         }
                     }
                 };
-                match msg {
-                    Some(Msg::Event(e)) => {
-                        buf.push(*e);
-                        // Under load, take what else is already queued into the same
-                        // transaction (up to `max_write`): one commit's fixed cost and its
-                        // index pages are then shared by many more events.
-                        if buf.len() >= opts.max_batch {
-                            while buf.len() < opts.max_write.max(opts.max_batch) {
-                                match rx.try_recv() {
-                                    Ok(Msg::Event(e)) => buf.push(*e),
-                                    Ok(Msg::Flush(done)) => {
-                                        waiters.push(done);
-                                        break;
-                                    }
-                                    Err(_) => break,
-                                }
-                            }
-                            write(&*store, &after, &mut buf, &errors, &mut waiters).await;
+                let (mut batch, mut flushes, last) = match next {
+                    Next::Stop => break,
+                    Next::Wait(None) => {
+                        task.wake.notified().await;
+                        continue;
+                    }
+                    Next::Wait(Some(due)) => {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(due) => {}
+                            _ = task.wake.notified() => {}
                         }
+                        continue;
                     }
-                    Some(Msg::Flush(done)) => {
-                        waiters.push(done);
-                        write(&*store, &after, &mut buf, &errors, &mut waiters).await;
-                    }
-                    None => {
-                        write(&*store, &after, &mut buf, &errors, &mut waiters).await;
-                        break;
-                    }
+                    Next::Write(b, f, last) => (b, f, last),
+                };
+                write(&*store, &after, &mut batch, &errors, &mut flushes).await;
+                if last {
+                    break;
                 }
             }
         });
-        BatchWriter { tx, last_error }
+        BatchWriter {
+            shared,
+            opts,
+            last_error,
+        }
     }
 
+    /// Queues an event. Waits (without blocking a thread) while `max_queue` events are queued.
     pub(crate) async fn send(&self, e: UsageEvent) -> Result<()> {
-        self.tx
-            .send(Msg::Event(Box::new(e)))
-            .await
-            .map_err(|_| Error::store("writer", "enqueue", "the tracker is closed"))
+        loop {
+            {
+                let mut q = self.shared.lock();
+                if q.closed {
+                    return Err(Error::store("writer", "enqueue", "the tracker is closed"));
+                }
+                if q.events.len() < self.opts.max_queue.max(1) {
+                    q.events.push(e);
+                    let n = q.events.len();
+                    drop(q);
+                    // The first event starts the batch's clock; a full batch is written now.
+                    if n == 1 || n == self.opts.max_batch {
+                        self.shared.wake.notify_one();
+                    }
+                    return Ok(());
+                }
+            }
+            // The queue is full: the writer is behind. Let it catch up.
+            self.shared.wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Writes everything queued so far; reports a write error that happened since the last
     /// flush (those events were not stored).
     pub(crate) async fn flush(&self) -> Result<()> {
         let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Msg::Flush(done))
-            .await
-            .map_err(|_| Error::store("writer", "flush", "the tracker is closed"))?;
+        {
+            let mut q = self.shared.lock();
+            if q.closed {
+                return Err(Error::store("writer", "flush", "the tracker is closed"));
+            }
+            q.flushes.push(done);
+        }
+        self.shared.wake.notify_one();
         wait.await
             .map_err(|_| Error::store("writer", "flush", "the writer stopped"))??;
         Ok(())

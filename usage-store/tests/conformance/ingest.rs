@@ -450,3 +450,31 @@ pub async fn trickle_is_written_within_the_flush_interval(b: &Backend) {
     t.flush().await.expect("flush");
     c.finish();
 }
+
+/// Dropping the last handle of a tracker writes what it still had queued.
+pub async fn dropping_the_tracker_writes_its_queue(b: &Backend) {
+    let mut c = Check::new(b.label(), "dropping_the_tracker_writes_its_queue");
+    let t = b.tracker_with(TrackerOptions {
+        batch: BatchOptions {
+            flush_interval: Duration::from_secs(3_600),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    for i in 0..25 {
+        t.enqueue(ev(&format!("drop-{i}"), "2026-06-03T09:00:00Z", 1))
+            .await
+            .expect("enqueue");
+    }
+    drop(t);
+    let mut stored = 0;
+    for _ in 0..200 {
+        stored = all_events(&*b.store).await.len();
+        if stored == 25 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.eq("queued events stored after drop", stored, 25);
+    c.finish();
+}
