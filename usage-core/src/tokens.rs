@@ -42,6 +42,21 @@ pub struct TokenUsage {
 }
 
 impl TokenUsage {
+    /// The eight counts with their field names, in declaration order (for display and for
+    /// bindings that show or convert them).
+    pub fn counts(&self) -> [(&'static str, u64); 8] {
+        [
+            ("input", self.input),
+            ("cache_read", self.cache_read),
+            ("cache_write_5m", self.cache_write_5m),
+            ("cache_write_1h", self.cache_write_1h),
+            ("output", self.output),
+            ("reasoning", self.reasoning),
+            ("web_search_requests", self.web_search_requests),
+            ("web_fetch_requests", self.web_fetch_requests),
+        ]
+    }
+
     /// Every input token: uncached input + cache reads + cache writes. Prompt-size tiers are
     /// decided on this figure.
     pub fn prompt_tokens(&self) -> u64 {

@@ -449,17 +449,8 @@ fn breakdown_lines(b: &CostBreakdown) -> BTreeMap<&'static str, Decimal> {
 }
 
 fn show_usage(u: &TokenUsage) -> String {
-    let fields = [
-        ("input", u.input),
-        ("cache_read", u.cache_read),
-        ("cache_write_5m", u.cache_write_5m),
-        ("cache_write_1h", u.cache_write_1h),
-        ("output", u.output),
-        ("reasoning", u.reasoning),
-        ("web_search_requests", u.web_search_requests),
-        ("web_fetch_requests", u.web_fetch_requests),
-    ];
-    let shown: Vec<String> = fields
+    let shown: Vec<String> = u
+        .counts()
         .iter()
         .filter(|(_, v)| *v != 0)
         .map(|(k, v)| format!("{k}: {v}"))
