@@ -18,7 +18,7 @@ use usage_core::query::{Bucket, Metric, Query};
 use usage_core::quota::estimate::Estimate;
 use usage_core::quota::{Quota, QuotaMetric, Subject, Threshold, Window};
 use usage_core::store::{CancelToken, RunOptions};
-use usage_store::{BatchOptions, GuardContext, ResponseMeta, Tracker, TrackerOptions};
+use usage_store::{BatchOptions, CallSize, GuardContext, ResponseMeta, Tracker, TrackerOptions};
 
 use crate::background::Background;
 use crate::call::NativeCall;
@@ -32,7 +32,6 @@ use crate::export::{ExportStream, export_to_file};
 use crate::now::now_or_spawn;
 use napi::Env;
 use napi::bindgen_prelude::{Either, PromiseRaw};
-use usage_core::quota::estimate::worst_case;
 
 /// How to open a tracker.
 #[napi(object)]
@@ -646,15 +645,13 @@ impl NativeTracker {
     ) -> napi::Result<Either<NativeCall, PromiseRaw<'env, NativeCall>>> {
         let provider: Provider = options.provider.parse().napi()?;
         let (at, context) = options.pricing.unwrap_or_default().split()?;
-        let estimate = worst_case(
-            &self.inner.catalog(),
-            &options.model,
-            count("promptTokens", options.prompt_tokens)?,
-            count("maxTokens", options.max_tokens)?,
-            at,
-            &context,
-        )
-        .napi()?;
+        let size = CallSize {
+            model: options.model.clone(),
+            prompt_tokens: count("promptTokens", options.prompt_tokens)?,
+            max_tokens: count("maxTokens", options.max_tokens)?,
+            at: Some(at),
+            context,
+        };
         let subjects = match options.subjects_json {
             None => Vec::new(),
             Some(text) => serde_json::from_str(&text).map_err(|e| bad_arg("subjects", e))?,
@@ -681,7 +678,7 @@ impl NativeTracker {
         let model = options.model;
         let started = std::time::Instant::now();
         now_or_spawn(env, async move {
-            let guard = tracker.begin_call(ctx, &estimate).await.napi()?;
+            let guard = tracker.begin_call_sized(ctx, &size).await.napi()?;
             Ok(NativeCall::new(provider, model, started, guard, background))
         })
     }

@@ -789,19 +789,19 @@ impl NativeTracker {
         let t = self.tracker.clone();
         let asynchronous = self.asynchronous;
         self.go(py, async move {
-            let est: CoreEstimate = match (estimate, model) {
-                (Some(e), _) => e.0,
-                (None, Some(m)) => usage_core::quota::estimate::worst_case(
-                    &t.catalog(),
-                    &m,
-                    prompt_tokens.unwrap_or_default(),
-                    max_tokens.unwrap_or_default(),
-                    Utc::now(),
-                    &Default::default(),
-                )?,
-                (None, None) => CoreEstimate::default(),
+            let guard = match (estimate, model) {
+                (Some(e), _) => t.begin_call(ctx, &e.0).await?,
+                (None, Some(m)) => {
+                    let size = usage_store::CallSize {
+                        model: m,
+                        prompt_tokens: prompt_tokens.unwrap_or_default(),
+                        max_tokens: max_tokens.unwrap_or_default(),
+                        ..Default::default()
+                    };
+                    t.begin_call_sized(ctx, &size).await?
+                }
+                (None, None) => t.begin_call(ctx, &CoreEstimate::default()).await?,
             };
-            let guard = t.begin_call(ctx, &est).await?;
             Ok(Box::new(move |py: Python<'_>| {
                 Ok(Py::new(py, NativeCall::new(guard, asynchronous))?.into_any())
             }) as Conv)

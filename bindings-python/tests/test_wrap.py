@@ -102,9 +102,17 @@ def test_quota_blocks_before_any_request_is_sent(tracker: Tracker, fake: FakePro
     fake.script({"json": anthropic_message()})
     bob.messages.create(model="claude-sonnet-4-6", max_tokens=1000, messages=MSGS)
     assert len(fake.requests) == 1, "another user is not blocked"
+    # A model the catalog does not know: refused before sending only where a cost limit
+    # applies (it could not be kept); elsewhere sent, and recorded unpriced.
     with pytest.raises(UnknownModelError):
-        bob.messages.create(model="claude-imaginary-9", max_tokens=10, messages=MSGS)
+        w.messages.create(model="claude-imaginary-9", max_tokens=10, messages=MSGS)
     assert len(fake.requests) == 1
+    fake.script({"json": anthropic_message(id="msg_imaginary", model="claude-imaginary-9")})
+    bob.messages.create(model="claude-imaginary-9", max_tokens=10, messages=MSGS)
+    assert len(fake.requests) == 2
+    tracker.flush()
+    ev = tracker.event("msg_imaginary")
+    assert ev is not None and ev.cost is None and ev.unpriced_reason
 
 
 def test_context_block_sets_identity(tracker: Tracker, fake: FakeProvider) -> None:

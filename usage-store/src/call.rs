@@ -71,6 +71,61 @@ impl Tracker {
     }
 }
 
+/// What a call may use, for [`Tracker::begin_call_sized`] to estimate: the model, the prompt's
+/// token count (an approximation is fine) and the output limit.
+#[derive(Clone, Debug, Default)]
+pub struct CallSize {
+    /// The model as the request names it.
+    pub model: String,
+    /// Tokens in the prompt.
+    pub prompt_tokens: u64,
+    /// The request's output limit (`max_tokens`); 0 when it sets none.
+    pub max_tokens: u64,
+    /// When the call is made, for the prices in force (now when absent).
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Service tier, speed, geography, platform, deployment.
+    pub context: usage_core::PricingContext,
+}
+
+impl Tracker {
+    /// [`begin_call`](Tracker::begin_call) with the estimate worked out here: the worst case of
+    /// `size` at the catalog's prices. A model the catalog does not know cannot be priced, and
+    /// its event will be recorded unpriced (counted by token and request quotas, not by cost
+    /// ones): the call is refused with `UnknownModel` only when a hard cost quota applies, and
+    /// otherwise goes ahead holding its tokens and one request.
+    pub async fn begin_call_sized(&self, ctx: GuardContext, size: &CallSize) -> Result<CallGuard> {
+        let at = size.at.unwrap_or_else(chrono::Utc::now);
+        let estimate = match usage_core::quota::estimate::worst_case(
+            &self.catalog(),
+            &size.model,
+            size.prompt_tokens,
+            size.max_tokens,
+            at,
+            &size.context,
+        ) {
+            Ok(e) => e,
+            Err(Error::UnknownModel { model }) => {
+                let priced_limit = self
+                    .applicable(&ctx.subjects)
+                    .await?
+                    .iter()
+                    .any(|q| q.hard && q.metric == usage_core::quota::QuotaMetric::Cost);
+                if priced_limit {
+                    return Err(Error::UnknownModel { model });
+                }
+                let usage = usage_core::TokenUsage {
+                    input: size.prompt_tokens,
+                    output: size.max_tokens,
+                    ..Default::default()
+                };
+                Estimate::new(usage, usage_core::Usd::ZERO)
+            }
+            Err(e) => return Err(e),
+        };
+        self.begin_call(ctx, &estimate).await
+    }
+}
+
 impl CallGuard {
     /// The reservation holding the estimate, when a quota applied.
     pub fn reservation_id(&self) -> Option<String> {

@@ -58,7 +58,7 @@ use std::sync::Arc;
 use usage_core::store::Store;
 use usage_core::{Error, Result};
 
-pub use call::CallGuard;
+pub use call::{CallGuard, CallSize};
 pub use quotas::{AlertCallback, DEFAULT_RESERVATION_TTL, GuardContext};
 pub use tracker::{
     Recorded, ResponseMeta, Tracker, TrackerOptions, extracted_event, response_events,

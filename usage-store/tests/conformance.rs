@@ -85,6 +85,7 @@ macro_rules! conformance_tests {
                 quotas::queued_events_fire_alerts,
                 quotas::forecast_for_any_filter,
                 quotas::cut_off_stream_is_recorded_incomplete,
+                quotas::unknown_model_calls_are_refused_only_under_a_cost_limit,
                 $($($xmod::$xcase,)*)?
             );
         }

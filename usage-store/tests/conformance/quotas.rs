@@ -673,3 +673,71 @@ pub async fn cut_off_stream_is_recorded_incomplete(b: &Backend) {
     c.eq("hold dropped", s.held, Decimal::ZERO);
     c.finish();
 }
+
+/// A model the catalog does not know: the call goes ahead (its event is recorded unpriced)
+/// unless a hard cost quota applies, which could not be kept.
+pub async fn unknown_model_calls_are_refused_only_under_a_cost_limit(b: &Backend) {
+    use usage_core::extract::Provider;
+    use usage_store::CallSize;
+    let mut c = Check::new(
+        b.label(),
+        "unknown_model_calls_are_refused_only_under_a_cost_limit",
+    );
+    let t = b.tracker();
+    let ctx = |user: &str| GuardContext {
+        provider: Some(Provider::Anthropic),
+        subjects: vec![Subject::user(user)],
+        meta: usage_store::ResponseMeta {
+            user_id: Some(user.into()),
+            model: Some("claude-next-9".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let size = CallSize {
+        model: "claude-next-9".into(),
+        prompt_tokens: 100,
+        max_tokens: 50,
+        ..Default::default()
+    };
+    t.set_quota(Quota::new(
+        "u1-cost",
+        Subject::user("u1"),
+        QuotaMetric::Cost,
+        dec("10"),
+        Window::Day,
+    ))
+    .await
+    .expect("quota");
+    t.set_quota(Quota::new(
+        "u2-tokens",
+        Subject::user("u2"),
+        QuotaMetric::TotalTokens,
+        dec("1000"),
+        Window::Day,
+    ))
+    .await
+    .expect("quota");
+    c.that(
+        "under a hard cost quota: refused before the call",
+        matches!(
+            t.begin_call_sized(ctx("u1"), &size).await,
+            Err(Error::UnknownModel { .. })
+        ),
+    );
+    let call = t.begin_call_sized(ctx("u2"), &size).await;
+    c.that("under a token quota: allowed", call.is_ok());
+    if let Ok(call) = call {
+        let s = &t
+            .quota_status(&[Subject::user("u2")])
+            .await
+            .expect("status")[0];
+        c.eq("its tokens are held", s.held, dec("150"));
+        call.fail("api_error", "x").await.expect("fail");
+    }
+    c.that(
+        "without quotas: allowed",
+        t.begin_call_sized(ctx("u3"), &size).await.is_ok(),
+    );
+    c.finish();
+}
