@@ -197,6 +197,13 @@ export declare class StreamAccumulator {
 }
 
 /**
+ * A rough count of the prompt tokens in a request's prompt parts (given as JSON text), by the
+ * core's rule: the characters of every string over four, base64 `data` payloads skipped. For
+ * reservations only; usage is read from responses.
+ */
+export declare function approxPromptTokens(partsJson: string): number
+
+/**
  * What a guarded call is for: the JS side of the core's `GuardContext`, plus the request's
  * size for its worst-case estimate.
  */

@@ -10,6 +10,7 @@
 // of, aborts) or that breaks is recorded with the usage seen so far and its hold released.
 
 const context = require('./context')
+const native = require('./native')
 
 const ABORTS = new Set(['AbortError', 'APIUserAbortError'])
 
@@ -37,14 +38,10 @@ function who(opts, ctx) {
   return { userId: userId == null ? undefined : String(userId), tagsJson: JSON.stringify(tags), subjectsJson: JSON.stringify(subjects) }
 }
 
-/** Rough prompt size: UTF-8 bytes of the prompt parts / 4 (a reservation, not a bill). */
+/** Rough prompt size by the core's rule (string characters / 4, base64 payloads skipped). */
 function approxPromptTokens(params) {
-  let bytes = 0
-  for (const part of [params.system, params.messages, params.tools, params.input, params.instructions]) {
-    if (part === undefined || part === null) continue
-    bytes += Buffer.byteLength(typeof part === 'string' ? part : JSON.stringify(part))
-  }
-  return Math.ceil(bytes / 4)
+  const parts = [params.system, params.messages, params.tools, params.input, params.instructions]
+  return native.approxPromptTokens(JSON.stringify(parts.map((p) => (p === undefined ? null : p))))
 }
 
 function errorType(e) {

@@ -231,6 +231,16 @@ pub fn extract(provider: String, response: Value) -> napi::Result<String> {
     to_js(&core_extract(p, &response).napi()?)
 }
 
+/// A rough count of the prompt tokens in a request's prompt parts (given as JSON text), by the
+/// core's rule: the characters of every string over four, base64 `data` payloads skipped. For
+/// reservations only; usage is read from responses.
+#[napi]
+pub fn approx_prompt_tokens(parts_json: String) -> napi::Result<i64> {
+    let v: Value = serde_json::from_str(&parts_json).map_err(|e| bad_arg("parts", e))?;
+    let n = usage_core::quota::estimate::approx_prompt_tokens(&v);
+    Ok(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
 /// The most a request can cost (whole prompt as uncached input plus `maxTokens` of output),
 /// priced with the built-in catalog: an `Estimate` to reserve.
 #[napi]

@@ -6,7 +6,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
 use usage_store::{CallGuard, Recorded};
 
 use crate::convert::{json_to_py, py_to_json};
@@ -135,41 +134,13 @@ impl NativeCall {
     }
 }
 
-/// A rough count of the prompt tokens in a request's arguments (messages, system, tools…):
-/// the characters of every string in them over four, rounded up. Base64 payloads (`data`
-/// keys: images, documents) are skipped. For reservations only; usage is read from responses.
+/// A rough count of the prompt tokens in a request's prompt parts, by the core's rule
+/// (`usage_core::quota::estimate::approx_prompt_tokens`). For reservations only.
 #[pyfunction]
 pub(crate) fn approx_prompt_tokens(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
-    fn chars(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<u64> {
-        if depth > 64 {
-            return Ok(0);
-        }
-        if let Ok(s) = obj.cast::<pyo3::types::PyString>() {
-            return Ok(s.len()? as u64);
-        }
-        if let Ok(d) = obj.cast::<PyDict>() {
-            let mut n = 0;
-            for (k, v) in d.iter() {
-                if k.eq("data")? {
-                    continue;
-                }
-                n += chars(&v, depth + 1)?;
-            }
-            return Ok(n);
-        }
-        if obj.cast::<PyList>().is_ok() || obj.cast::<pyo3::types::PyTuple>().is_ok() {
-            let mut n = 0;
-            for x in obj.try_iter()? {
-                n += chars(&x?, depth + 1)?;
-            }
-            return Ok(n);
-        }
-        if obj.hasattr("model_dump")? {
-            return chars(&obj.call_method0("model_dump")?, depth + 1);
-        }
-        Ok(0)
-    }
-    Ok(chars(obj, 0)?.div_ceil(4))
+    Ok(usage_core::quota::estimate::approx_prompt_tokens(
+        &py_to_json(obj)?,
+    ))
 }
 
 /// JSON text as Python data (used by tests and the vectors runner through `_native`).

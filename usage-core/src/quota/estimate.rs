@@ -134,3 +134,40 @@ pub fn worst_case(
     };
     Estimate::priced(catalog, model, usage, at, context)
 }
+
+/// A rough count of the prompt tokens in a request's prompt parts (messages, system, tools,
+/// input, instructions…), for reservations only (usage is read from responses): the
+/// characters of every string in them over four, rounded up. Base64 payloads (`data` keys:
+/// images, documents) are skipped, so attachments do not inflate a hold by their encoding.
+///
+/// ```
+/// use usage_core::quota::estimate::approx_prompt_tokens;
+/// let parts = serde_json::json!([
+///     [{"role": "user", "content": [
+///         {"type": "text", "text": "Describe this"},
+///         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo..."}}
+///     ]}],
+///     "Be brief."
+/// ]);
+/// // "user", "text", "Describe this", "image", "base64", "image/png", "Be brief.": 50 chars.
+/// assert_eq!(approx_prompt_tokens(&parts), 13);
+/// ```
+pub fn approx_prompt_tokens(parts: &serde_json::Value) -> u64 {
+    fn chars(v: &serde_json::Value, depth: usize) -> u64 {
+        use serde_json::Value;
+        if depth > 64 {
+            return 0;
+        }
+        match v {
+            Value::String(s) => s.chars().count() as u64,
+            Value::Array(items) => items.iter().map(|x| chars(x, depth + 1)).sum(),
+            Value::Object(map) => map
+                .iter()
+                .filter(|(k, _)| k.as_str() != "data")
+                .map(|(_, x)| chars(x, depth + 1))
+                .sum(),
+            _ => 0,
+        }
+    }
+    chars(parts, 0).div_ceil(4)
+}
