@@ -220,6 +220,7 @@ export interface BeginCallOptions {
   pricing?: PricingOptions
   /**
    * Quota subjects to reserve against, as JSON text (`[{ "kind": "user", "id": … }]`);
+   * absent: the call's user and tags (`Subject::for_call`);
    * global quotas always apply.
    */
   subjectsJson?: string

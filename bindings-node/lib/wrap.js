@@ -28,14 +28,14 @@ function identity(opts) {
 function who(opts, ctx) {
   const userId = ctx.userId !== undefined ? ctx.userId : opts.userId
   const tags = { ...(opts.tags || {}), ...(ctx.tags || {}) }
-  let subjects = ctx.subjects || opts.subjects
-  if (!subjects) {
-    // The quotas that can apply to this call: its user's and its tags' (global ones always do).
-    subjects = []
-    if (userId != null) subjects.push({ kind: 'user', id: String(userId) })
-    for (const [key, value] of Object.entries(tags)) subjects.push({ kind: 'tag', key, value: String(value) })
+  // Without explicit subjects the core uses the call's user and tags.
+  const subjects = ctx.subjects || opts.subjects
+  const stringTags = Object.fromEntries(Object.entries(tags).map(([k, v]) => [k, String(v)]))
+  return {
+    userId: userId == null ? undefined : String(userId),
+    tagsJson: JSON.stringify(stringTags),
+    subjectsJson: subjects ? JSON.stringify(subjects) : undefined,
   }
-  return { userId: userId == null ? undefined : String(userId), tagsJson: JSON.stringify(tags), subjectsJson: JSON.stringify(subjects) }
 }
 
 /** Rough prompt size by the core's rule (string characters / 4, base64 payloads skipped). */

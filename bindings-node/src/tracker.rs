@@ -63,6 +63,7 @@ pub struct BeginCallOptions {
     /// Pricing context of the estimate.
     pub pricing: Option<PricingOptions>,
     /// Quota subjects to reserve against, as JSON text (`[{ "kind": "user", "id": … }]`);
+    /// absent: the call's user and tags (`Subject::for_call`);
     /// global quotas always apply.
     pub subjects_json: Option<String>,
     /// The user the call is for.
@@ -652,13 +653,13 @@ impl NativeTracker {
             at: Some(at),
             context,
         };
-        let subjects = match options.subjects_json {
-            None => Vec::new(),
-            Some(text) => serde_json::from_str(&text).map_err(|e| bad_arg("subjects", e))?,
-        };
         let tags: std::collections::BTreeMap<String, String> = match options.tags_json {
             None => Default::default(),
             Some(text) => serde_json::from_str(&text).map_err(|e| bad_arg("tags", e))?,
+        };
+        let subjects = match options.subjects_json {
+            None => Subject::for_call(options.user_id.as_deref(), &tags),
+            Some(text) => serde_json::from_str(&text).map_err(|e| bad_arg("subjects", e))?,
         };
         let meta = ResponseMeta {
             user_id: options.user_id,

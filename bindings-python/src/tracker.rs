@@ -18,7 +18,7 @@ use usage_core::extract::Provider;
 use usage_core::forecast::ForecastOptions;
 use usage_core::query::{Bucket, Bucketing, Dimension, Filter, Metric, Order, Period, Query};
 use usage_core::quota::estimate::Estimate as CoreEstimate;
-use usage_core::quota::{Quota, QuotaMetric, Threshold};
+use usage_core::quota::{Quota, QuotaMetric, Subject, Threshold};
 use usage_core::store::Alert;
 use usage_store::{BatchOptions, GuardContext, Recorded, Tracker, TrackerOptions};
 
@@ -762,7 +762,7 @@ impl NativeTracker {
     /// Starts a guarded call (reserve the estimate when a quota applies); returns a
     /// `NativeCall` (or an awaitable of one). The estimate is `estimate`, or the core's worst
     /// case for `model` with `prompt_tokens` in and at most `max_tokens` out, priced with this
-    /// tracker's catalog.
+    /// tracker's catalog. `subjects` defaults to the call's user and tags (from `meta`).
     #[pyo3(signature = (provider, *, estimate=None, model=None, prompt_tokens=None, max_tokens=None, subjects=None, meta=None, ttl=None, batched=false))]
     #[allow(clippy::too_many_arguments)]
     fn begin_call(
@@ -779,10 +779,16 @@ impl NativeTracker {
         batched: bool,
     ) -> PyResult<Py<PyAny>> {
         let p: Provider = provider.parse().py(py)?;
+        let meta = meta_arg(meta)?;
+        // Without explicit subjects: the call's user and tags.
+        let subjects = match subjects {
+            Some(s) if !s.is_none() => subjects_arg(Some(s))?,
+            _ => Subject::for_call(meta.user_id.as_deref(), &meta.tags),
+        };
         let ctx = GuardContext {
             provider: Some(p),
-            subjects: subjects_arg(subjects)?,
-            meta: meta_arg(meta)?,
+            subjects,
+            meta,
             ttl: ttl_arg(py, ttl)?,
             batched,
         };

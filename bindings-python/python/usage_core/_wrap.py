@@ -19,7 +19,7 @@ import contextvars
 import functools
 import logging
 import weakref
-from typing import Any, AsyncGenerator, AsyncIterator, Callable, Dict, Generator, Iterator, List, Optional, Tuple
+from typing import Any, AsyncGenerator, AsyncIterator, Callable, Dict, Generator, Iterator, Optional, Tuple
 
 from ._errors import UsageError
 from ._native import NativeCall, NativeTracker, StreamAccumulator, approx_prompt_tokens
@@ -90,8 +90,6 @@ class _Recorder:
 
     def begin_args(self, api: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
         user, tags = self.who()
-        subjects: List[Any] = [{"kind": "user", "id": user}] if user else []
-        subjects += [{"kind": "tag", "key": k, "value": v} for k, v in tags.items()]
         model = kwargs.get("model")
         model = model if isinstance(model, str) else None
         prompt = approx_prompt_tokens([kwargs.get(k) for k in _PROMPT_KEYS[api]])
@@ -107,7 +105,6 @@ class _Recorder:
             model=model,
             prompt_tokens=prompt,
             max_tokens=max_tokens,
-            subjects=subjects,
             meta=meta,
             batched=True,
         )

@@ -53,6 +53,29 @@ impl Subject {
         }
     }
 
+    /// The subjects whose quotas a call with this user and these tags counts against (global
+    /// quotas always apply besides): the user's, then one per tag.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use usage_core::quota::Subject;
+    /// let tags = BTreeMap::from([("team".to_owned(), "ml".to_owned())]);
+    /// assert_eq!(
+    ///     Subject::for_call(Some("alice"), &tags),
+    ///     vec![Subject::user("alice"), Subject::tag("team", "ml")]
+    /// );
+    /// ```
+    pub fn for_call(
+        user_id: Option<&str>,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<Subject> {
+        user_id
+            .map(Subject::user)
+            .into_iter()
+            .chain(tags.iter().map(|(k, v)| Subject::tag(k, v)))
+            .collect()
+    }
+
     /// The filter selecting this subject's events.
     pub fn filter(&self) -> Filter {
         match self {

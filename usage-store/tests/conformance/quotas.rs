@@ -37,6 +37,22 @@ fn dec(s: &str) -> Decimal {
     s.parse().expect("decimal")
 }
 
+/// An Anthropic call by `user`, reserved against the user's quotas; `model` for payloads that
+/// do not name one.
+fn call_ctx(user: &str, model: Option<&str>, batched: bool) -> GuardContext {
+    GuardContext {
+        provider: Some(usage_core::extract::Provider::Anthropic),
+        subjects: vec![Subject::user(user)],
+        meta: usage_store::ResponseMeta {
+            user_id: Some(user.into()),
+            model: model.map(str::to_owned),
+            ..Default::default()
+        },
+        ttl: None,
+        batched,
+    }
+}
+
 /// 79.99% is nothing, 80% warns, 95% suggests an upgrade, 100% blocks, and each threshold
 /// fires one alert however many events follow.
 pub async fn levels_flags_and_alerts_once(b: &Backend) {
@@ -347,16 +363,7 @@ pub async fn guard_records_success_and_failure(b: &Backend) {
     ))
     .await
     .expect("quota");
-    let ctx = || GuardContext {
-        provider: Some(usage_core::extract::Provider::Anthropic),
-        subjects: vec![Subject::user("u1")],
-        meta: usage_store::ResponseMeta {
-            user_id: Some("u1".into()),
-            ..Default::default()
-        },
-        ttl: None,
-        batched: false,
-    };
+    let ctx = || call_ctx("u1", None, false);
     let failed = t
         .guard(ctx(), &one_request(), || async {
             Err::<serde_json::Value, String>("upstream 529".into())
@@ -424,17 +431,7 @@ pub async fn begin_call_steps(b: &Backend) {
     ))
     .await
     .expect("quota");
-    let ctx = |user: &str, batched: bool| GuardContext {
-        provider: Some(usage_core::extract::Provider::Anthropic),
-        subjects: vec![Subject::user(user)],
-        meta: usage_store::ResponseMeta {
-            user_id: Some(user.into()),
-            model: Some("claude-haiku-4-5".into()),
-            ..Default::default()
-        },
-        ttl: None,
-        batched,
-    };
+    let ctx = |user: &str, batched: bool| call_ctx(user, Some("claude-haiku-4-5"), batched);
     let costly = Estimate::new(TokenUsage::default(), "0.6".parse().expect("usd"));
 
     let first = t
@@ -629,15 +626,7 @@ pub async fn cut_off_stream_is_recorded_incomplete(b: &Backend) {
     ))
     .await
     .expect("quota");
-    let ctx = GuardContext {
-        provider: Some(Provider::Anthropic),
-        subjects: vec![Subject::user("u1")],
-        meta: usage_store::ResponseMeta {
-            user_id: Some("u1".into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let ctx = call_ctx("u1", None, false);
     let call = t
         .begin_call(
             ctx,
@@ -677,23 +666,13 @@ pub async fn cut_off_stream_is_recorded_incomplete(b: &Backend) {
 /// A model the catalog does not know: the call goes ahead (its event is recorded unpriced)
 /// unless a hard cost quota applies, which could not be kept.
 pub async fn unknown_model_calls_are_refused_only_under_a_cost_limit(b: &Backend) {
-    use usage_core::extract::Provider;
     use usage_store::CallSize;
     let mut c = Check::new(
         b.label(),
         "unknown_model_calls_are_refused_only_under_a_cost_limit",
     );
     let t = b.tracker();
-    let ctx = |user: &str| GuardContext {
-        provider: Some(Provider::Anthropic),
-        subjects: vec![Subject::user(user)],
-        meta: usage_store::ResponseMeta {
-            user_id: Some(user.into()),
-            model: Some("claude-next-9".into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let ctx = |user: &str| call_ctx(user, Some("claude-next-9"), false);
     let size = CallSize {
         model: "claude-next-9".into(),
         prompt_tokens: 100,
