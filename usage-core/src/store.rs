@@ -460,6 +460,15 @@ pub trait QuotaStore: Send + Sync {
     /// The sum of outstanding holds on a quota at `now` (held, not expired).
     async fn held(&self, quota_id: &str, now: DateTime<Utc>) -> Result<rust_decimal::Decimal>;
 
+    /// Recorded usage of `quota`'s metric over `range` (what [`QuotaStore::reserve`] counts
+    /// as used): the sum over the rows of every request [`quota_usage_requests`] plans.
+    /// Backends may read only the columns the metric needs.
+    async fn used(
+        &self,
+        quota: &crate::quota::Quota,
+        range: TimeRange,
+    ) -> Result<rust_decimal::Decimal>;
+
     /// Atomically: for every hold, computes used (via [`quota_usage_requests`]) and the other
     /// reservations' outstanding holds; if any *hard* quota would pass its limit
     /// (`used + held + amount > limit`), fails with [`crate::Error::QuotaExceeded`] naming the

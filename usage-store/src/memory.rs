@@ -236,6 +236,15 @@ impl Inner {
 }
 
 impl Inner {
+    /// A quota's recorded usage over `range`.
+    fn used(&self, quota: &Quota, range: TimeRange) -> Decimal {
+        quota_usage_requests(quota, range)
+            .iter()
+            .flat_map(|r| self.aggregate(r))
+            .map(|row| quota.metric.amount(&row.totals))
+            .sum()
+    }
+
     fn aggregate(&self, req: &AggregateRequest) -> Vec<AggregateRow> {
         let g = self;
         let mut acc: BTreeMap<GroupKey, Totals> = BTreeMap::new();
@@ -761,6 +770,17 @@ impl QuotaStore for MemoryStore {
         Ok(self.quota_state()?.held(quota_id, now, None))
     }
 
+    async fn used(&self, quota: &Quota, range: TimeRange) -> Result<Decimal> {
+        let g = self
+            .inner
+            .read()
+            .map_err(|_| Error::store("memory", "used", "lock poisoned"))?;
+        if g.closed {
+            return Err(closed());
+        }
+        Ok(g.used(quota, range))
+    }
+
     async fn reserve(&self, req: &ReserveRequest) -> Result<Reservation> {
         // The quota lock is held across usage reading and hold writing, so reservations are
         // serialised; the events lock is only read.
@@ -780,11 +800,7 @@ impl QuotaStore for MemoryStore {
         }
         let mut uses = Vec::with_capacity(req.holds.len());
         for h in &req.holds {
-            let used: Decimal = quota_usage_requests(&h.quota, h.range)
-                .iter()
-                .flat_map(|r| g.aggregate(r))
-                .map(|row| h.quota.metric.amount(&row.totals))
-                .sum();
+            let used = g.used(&h.quota, h.range);
             let held = q.held(&h.quota.id, req.now, None);
             if h.quota.hard && used + held + h.amount > h.quota.limit {
                 return Err(Error::QuotaExceeded {

@@ -156,17 +156,7 @@ impl Tracker {
     }
 
     async fn used(&self, quota: &Quota, range: TimeRange) -> Result<Decimal> {
-        let filter = Filter {
-            range: Some(range),
-            ..quota.subject.filter()
-        };
-        let mut used = Decimal::ZERO;
-        for req in plan_requests(&filter, &[], None) {
-            for row in self.shared.store.aggregate(&req).await? {
-                used += quota.metric.amount(&row.totals);
-            }
-        }
-        Ok(used)
+        self.shared.store.used(quota, range).await
     }
 
     async fn forecast_for(

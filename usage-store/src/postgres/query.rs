@@ -4,17 +4,22 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::postgres::{PgArguments, PgExecutor, PgPool, PgRow, Postgres};
+use rust_decimal::Decimal;
+use sqlx::postgres::{PgArguments, PgConnection, PgExecutor, PgPool, PgRow, Postgres};
 use sqlx::{AssertSqlSafe, Row};
 use usage_core::event::{EventId, UsageEvent};
-use usage_core::query::{Dimension, Filter};
+use usage_core::query::{Dimension, Filter, TimeRange};
+use usage_core::quota::Quota;
 use usage_core::store::{
-    AggregateRequest, AggregateRow, Cursor, DistinctRow, LatencyRow, Source, rollup_can_serve,
+    AggregateRequest, AggregateRow, Cursor, DistinctRow, LatencyRow, Source, quota_usage_requests,
+    rollup_can_serve,
 };
 use usage_core::{Error, Result};
 
 use super::columns::{event_from_row, select_list};
-use super::rollup::{RAW_SUMS, ROLLUP_SUMS, floor_to, totals_from_row};
+use super::rollup::{
+    RAW_SUM_EXPRS, RAW_SUMS, ROLLUP_SUM_EXPRS, ROLLUP_SUMS, floor_to, only_sums, totals_from_row,
+};
 use super::{BACKEND, ceil_ms, db_err, ms_to_time};
 use crate::rollups::table_for;
 
@@ -267,13 +272,61 @@ pub(super) async fn aggregate<'e>(
     db: impl PgExecutor<'e>,
     req: &AggregateRequest,
 ) -> Result<Vec<AggregateRow>> {
+    aggregate_sums(db, req, None).await
+}
+
+/// `quota`'s recorded usage over `range`, summing only the columns its metric needs. Runs on
+/// a pool, or inside a reservation's transaction.
+pub(super) async fn used(
+    db: &mut PgConnection,
+    quota: &Quota,
+    range: TimeRange,
+) -> Result<Decimal> {
+    let cols = crate::metric_columns(quota.metric);
+    let mut used = Decimal::ZERO;
+    for req in quota_usage_requests(quota, range) {
+        for row in aggregate_sums(&mut *db, &req, Some(cols)).await? {
+            used = used
+                .checked_add(quota.metric.amount(&row.totals))
+                .ok_or_else(|| {
+                    Error::argument(
+                        "quota",
+                        format!(
+                            "usage of quota `{}` is beyond what a Decimal can hold",
+                            quota.id
+                        ),
+                    )
+                })?;
+        }
+    }
+    Ok(used)
+}
+
+/// Aggregate rows summing every column, or (`only`) just those at these indices, the others
+/// reading 0.
+async fn aggregate_sums<'e>(
+    db: impl PgExecutor<'e>,
+    req: &AggregateRequest,
+    only: Option<&[usize]>,
+) -> Result<Vec<AggregateRow>> {
     let s = plan(&req.filter, req.source, &req.group_by, req.grain_secs, None)?;
     let keys = s.group_list();
-    let (sums, having) = match req.source {
-        Source::Raw => (RAW_SUMS.as_str(), "COUNT(*) > 0"),
-        Source::Rollup => (ROLLUP_SUMS.as_str(), "SUM(r.requests) > 0"),
+    let (exprs, having) = match req.source {
+        Source::Raw => (&*RAW_SUM_EXPRS, "COUNT(*) > 0"),
+        Source::Rollup => (&*ROLLUP_SUM_EXPRS, "SUM(r.requests) > 0"),
     };
-    let select: Vec<&str> = keys.iter().map(String::as_str).chain([sums]).collect();
+    let sums = match only {
+        None => match req.source {
+            Source::Raw => RAW_SUMS.clone(),
+            Source::Rollup => ROLLUP_SUMS.clone(),
+        },
+        Some(keep) => only_sums(exprs, keep),
+    };
+    let select: Vec<&str> = keys
+        .iter()
+        .map(String::as_str)
+        .chain([sums.as_str()])
+        .collect();
     let group_by = if keys.is_empty() {
         String::new()
     } else {

@@ -13,10 +13,10 @@ use sqlx::Row;
 use sqlx::Transaction;
 use sqlx::postgres::{PgConnection, PgExecutor, Postgres};
 use usage_core::event::UsageEvent;
+use usage_core::query::TimeRange;
 use usage_core::quota::Quota;
 use usage_core::store::{
     Alert, QuotaStore, QuotaUse, Reservation, ReservationState, ReserveRequest,
-    quota_usage_requests,
 };
 use usage_core::{Error, Result};
 
@@ -266,14 +266,7 @@ async fn reserve_in(db: &mut PgConnection, req: &ReserveRequest) -> Result<Reser
     let held = held_by_quota(&mut *db, &ids, req.now, OP).await?;
     let mut uses = Vec::with_capacity(req.holds.len());
     for h in &req.holds {
-        let mut used = Decimal::ZERO;
-        for r in quota_usage_requests(&h.quota, h.range) {
-            for row in query::aggregate(&mut *db, &r).await? {
-                used = used
-                    .checked_add(h.quota.metric.amount(&row.totals))
-                    .ok_or_else(|| overflow(&h.quota.id))?;
-            }
-        }
+        let used = query::used(&mut *db, &h.quota, h.range).await?;
         let held = held.get(&h.quota.id).copied().unwrap_or_default();
         let used_held = used
             .checked_add(held)
@@ -421,6 +414,11 @@ impl QuotaStore for PgStore {
         let mut tx = self.pool(OP)?.begin().await.map_err(db_err(OP))?;
         let result = delete_in(&mut tx, id).await;
         finish(tx, result, OP).await
+    }
+
+    async fn used(&self, quota: &Quota, range: TimeRange) -> Result<Decimal> {
+        let mut conn = self.pool("used")?.acquire().await.map_err(db_err("used"))?;
+        query::used(&mut conn, quota, range).await
     }
 
     async fn held(&self, quota_id: &str, now: DateTime<Utc>) -> Result<Decimal> {

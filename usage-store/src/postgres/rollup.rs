@@ -25,7 +25,7 @@ type Sums = [i64; 21];
 
 /// The 21 sum expressions over raw `events` aliased `e`, exactly [`Totals::of`] summed:
 /// unpriced counts NULL costs, and NULL costs and latencies add nothing.
-pub(super) static RAW_SUMS: LazyLock<String> = LazyLock::new(|| {
+pub(super) static RAW_SUM_EXPRS: LazyLock<Vec<String>> = LazyLock::new(|| {
     let mut parts = vec![
         "COUNT(*)".to_owned(),
         "COUNT(*) FILTER (WHERE e.status = 'error')".to_owned(),
@@ -37,17 +37,39 @@ pub(super) static RAW_SUMS: LazyLock<String> = LazyLock::new(|| {
     parts.push("COALESCE(SUM(e.latency_ms), 0)::BIGINT".to_owned());
     parts.push("COUNT(e.latency_ms)".to_owned());
     parts.push("COALESCE(SUM(e.duration_ms), 0)::BIGINT".to_owned());
-    parts.join(", ")
+    parts
 });
 
 /// The 21 sum expressions over rollup rows aliased `r`.
-pub(super) static ROLLUP_SUMS: LazyLock<String> = LazyLock::new(|| {
+pub(super) static ROLLUP_SUM_EXPRS: LazyLock<Vec<String>> = LazyLock::new(|| {
     SUM_COLUMNS
         .iter()
         .map(|c| format!("SUM(r.{c})::BIGINT"))
+        .collect()
+});
+
+/// [`RAW_SUM_EXPRS`] as one select list.
+pub(super) static RAW_SUMS: LazyLock<String> = LazyLock::new(|| RAW_SUM_EXPRS.join(", "));
+
+/// [`ROLLUP_SUM_EXPRS`] as one select list.
+pub(super) static ROLLUP_SUMS: LazyLock<String> = LazyLock::new(|| ROLLUP_SUM_EXPRS.join(", "));
+
+/// `exprs` with every sum but those at `keep` replaced by a constant 0: the 21 columns
+/// [`totals_from_row`] reads, computing only what is needed.
+pub(super) fn only_sums(exprs: &[String], keep: &[usize]) -> String {
+    exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            if keep.contains(&i) {
+                e.as_str()
+            } else {
+                "0::BIGINT"
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
-});
+}
 
 /// `expr` floored to a multiple of `grain` (works for negative values, unlike `/`).
 pub(super) fn floor_to(expr: &str, grain: &str) -> String {

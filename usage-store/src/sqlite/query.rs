@@ -9,9 +9,11 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use usage_core::Error;
 use usage_core::event::{EventId, UsageEvent};
-use usage_core::query::{Dimension, Filter};
+use usage_core::query::{Dimension, Filter, TimeRange};
+use usage_core::quota::Quota;
 use usage_core::store::{
-    AggregateRequest, AggregateRow, Cursor, DistinctRow, LatencyRow, Source, rollup_can_serve,
+    AggregateRequest, AggregateRow, Cursor, DistinctRow, LatencyRow, Source, quota_usage_requests,
+    rollup_can_serve,
 };
 
 use super::Fail;
@@ -22,11 +24,13 @@ use crate::rollups::table_for;
 /// Sums per (group values, grain start in ms).
 type Cells = HashMap<(Vec<Option<String>>, Option<i64>), Sums>;
 
-/// What to sum: everything, or just the event count (enough for distinct values).
+/// What to sum: everything, just the event count (enough for distinct values), or the
+/// [`TOTALS_COLS`] at these indices, `requests` (index 0) among them (a quota's metric).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Measure {
     All,
     Count,
+    Columns(&'static [usize]),
 }
 
 /// The SQL sums over `events e`, in [`TOTALS_COLS`] order.
@@ -189,6 +193,11 @@ fn collect(
                 }
             }
             Measure::Count => s.0[0] = row.get::<_, Option<i64>>(n_groups + 1)?.unwrap_or(0),
+            Measure::Columns(cols) => {
+                for (j, &i) in cols.iter().enumerate() {
+                    s.0[i] = row.get::<_, Option<i64>>(n_groups + 1 + j)?.unwrap_or(0);
+                }
+            }
         }
         cells.entry((group, grain)).or_default().add(&s, 1);
     }
@@ -208,6 +217,7 @@ fn raw_cells(
     match m {
         Measure::All => cols.extend(RAW_SUMS.iter().map(|s| (*s).to_owned())),
         Measure::Count => cols.push("COUNT(*)".into()),
+        Measure::Columns(c) => cols.extend(c.iter().map(|&i| RAW_SUMS[i].to_owned())),
     }
     let n_keys = group.len() + usize::from(grain.is_some());
     let text = format!(
@@ -302,6 +312,7 @@ fn rollup_cells(
     match m {
         Measure::All => cols.extend(TOTALS_COLS.iter().map(|c| format!("SUM({c})"))),
         Measure::Count => cols.push("SUM(requests)".into()),
+        Measure::Columns(c) => cols.extend(c.iter().map(|&i| format!("SUM({})", TOTALS_COLS[i]))),
     }
     let mut conds = vec!["requests > 0".to_owned()];
     let mut params: Vec<Value> = Vec::new();
@@ -379,6 +390,23 @@ pub(super) fn aggregate(
         .collect::<Result<Vec<_>, Fail>>()?;
     rows.sort_by(|a, b| (a.grain_start, &a.group).cmp(&(b.grain_start, &b.group)));
     Ok(rows)
+}
+
+/// `quota`'s recorded usage over `range`, summing only the columns its metric needs.
+pub(super) fn used(
+    conn: &Connection,
+    quota: &Quota,
+    range: TimeRange,
+) -> Result<rust_decimal::Decimal, Fail> {
+    let measure = Measure::Columns(crate::metric_columns(quota.metric));
+    let mut used = rust_decimal::Decimal::ZERO;
+    for req in quota_usage_requests(quota, range) {
+        for s in cells_for(conn, &req, &req.group_by, measure)?.values() {
+            // Saturates rather than overflowing: an absurd sum refuses hard reservations.
+            used = used.saturating_add(quota.metric.amount(&s.to_totals()));
+        }
+    }
+    Ok(used)
 }
 
 pub(super) fn distinct(
@@ -492,4 +520,38 @@ pub(super) fn scan(
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use usage_core::quota::QuotaMetric;
+
+    use super::Sums;
+
+    /// Summing only a metric's columns gives the metric exactly what summing all gives it.
+    #[test]
+    fn metric_columns_cover_each_metric() {
+        let full = Sums(std::array::from_fn(|i| (i as i64 + 1) * 1_000_003));
+        for metric in [
+            QuotaMetric::Cost,
+            QuotaMetric::TotalTokens,
+            QuotaMetric::InputTokens,
+            QuotaMetric::OutputTokens,
+            QuotaMetric::CacheReadTokens,
+            QuotaMetric::CacheWriteTokens,
+            QuotaMetric::Requests,
+        ] {
+            let cols = crate::metric_columns(metric);
+            assert_eq!(cols.first(), Some(&0), "{metric:?} must sum requests first");
+            let mut only = Sums([0; 21]);
+            for &i in cols {
+                only.0[i] = full.0[i];
+            }
+            assert_eq!(
+                metric.amount(&only.to_totals()),
+                metric.amount(&full.to_totals()),
+                "{metric:?}"
+            );
+        }
+    }
 }

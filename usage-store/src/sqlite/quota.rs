@@ -9,10 +9,10 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rust_decimal::Decimal;
 use usage_core::event::UsageEvent;
+use usage_core::query::TimeRange;
 use usage_core::quota::Quota;
 use usage_core::store::{
-    Alert, HoldRequest, QuotaStore, QuotaUse, Reservation, ReservationState, ReserveRequest,
-    quota_usage_requests,
+    Alert, QuotaStore, QuotaUse, Reservation, ReservationState, ReserveRequest,
 };
 use usage_core::{Error, Result};
 
@@ -96,18 +96,6 @@ fn held_on(conn: &Connection, quota_id: &str, now: DateTime<Utc>) -> Result<Deci
     Ok(sum)
 }
 
-/// Recorded usage of a hold's quota over its range: rollups for the whole hours, raw events
-/// for the edges, read inside the caller's transaction.
-fn used_on(conn: &Connection, h: &HoldRequest) -> Result<Decimal, Fail> {
-    let mut used = Decimal::ZERO;
-    for req in quota_usage_requests(&h.quota, h.range) {
-        for row in query::aggregate(conn, &req)? {
-            used = used.saturating_add(h.quota.metric.amount(&row.totals));
-        }
-    }
-    Ok(used)
-}
-
 fn reserve(conn: &mut Connection, req: &ReserveRequest) -> Result<Reservation, Fail> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if tx
@@ -118,7 +106,7 @@ fn reserve(conn: &mut Connection, req: &ReserveRequest) -> Result<Reservation, F
     }
     let mut uses = Vec::with_capacity(req.holds.len());
     for h in &req.holds {
-        let used = used_on(&tx, h)?;
+        let used = query::used(&tx, &h.quota, h.range)?;
         // The reservation is not stored yet, so every active hold is another reservation's.
         let held = held_on(&tx, &h.quota.id, req.now)?;
         let taken = used.saturating_add(held);
@@ -264,6 +252,12 @@ impl QuotaStore for SqliteStore {
     async fn delete_quota(&self, id: &str) -> Result<bool> {
         let id = id.to_owned();
         self.write("delete_quota", move |c| delete_quota(c, &id))
+            .await
+    }
+
+    async fn used(&self, quota: &Quota, range: TimeRange) -> Result<Decimal> {
+        let quota = quota.clone();
+        self.read("used", move |c| query::used(c, &quota, range))
             .await
     }
 
