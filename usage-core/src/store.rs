@@ -460,14 +460,14 @@ pub trait QuotaStore: Send + Sync {
     /// The sum of outstanding holds on a quota at `now` (held, not expired).
     async fn held(&self, quota_id: &str, now: DateTime<Utc>) -> Result<rust_decimal::Decimal>;
 
-    /// Recorded usage of `quota`'s metric over `range` (what [`QuotaStore::reserve`] counts
-    /// as used): the sum over the rows of every request [`quota_usage_requests`] plans.
-    /// Backends may read only the columns the metric needs.
+    /// Recorded usage of each quota's metric over its range (what [`QuotaStore::reserve`]
+    /// counts as used): the sum over the rows of every request [`quota_usage_requests`]
+    /// plans. One call reads them all (one connection, one trip to the store's thread);
+    /// backends may read only the columns each metric needs.
     async fn used(
         &self,
-        quota: &crate::quota::Quota,
-        range: TimeRange,
-    ) -> Result<rust_decimal::Decimal>;
+        quotas: &[(crate::quota::Quota, TimeRange)],
+    ) -> Result<Vec<rust_decimal::Decimal>>;
 
     /// Atomically: for every hold, computes used (via [`quota_usage_requests`]) and the other
     /// reservations' outstanding holds; if any *hard* quota would pass its limit

@@ -770,7 +770,7 @@ impl QuotaStore for MemoryStore {
         Ok(self.quota_state()?.held(quota_id, now, None))
     }
 
-    async fn used(&self, quota: &Quota, range: TimeRange) -> Result<Decimal> {
+    async fn used(&self, quotas: &[(Quota, TimeRange)]) -> Result<Vec<Decimal>> {
         let g = self
             .inner
             .read()
@@ -778,7 +778,7 @@ impl QuotaStore for MemoryStore {
         if g.closed {
             return Err(closed());
         }
-        Ok(g.used(quota, range))
+        Ok(quotas.iter().map(|(q, range)| g.used(q, *range)).collect())
     }
 
     async fn reserve(&self, req: &ReserveRequest) -> Result<Reservation> {

@@ -156,7 +156,8 @@ impl Tracker {
     }
 
     async fn used(&self, quota: &Quota, range: TimeRange) -> Result<Decimal> {
-        self.shared.store.used(quota, range).await
+        let used = self.shared.store.used(&[(quota.clone(), range)]).await?;
+        Ok(used.into_iter().next().unwrap_or_default())
     }
 
     async fn forecast_for(
@@ -349,7 +350,9 @@ impl Tracker {
             return Ok(Vec::new());
         }
         let now = Utc::now();
-        let mut fired = Vec::new();
+        // The quotas these events added to, with what they added; then their usage now, read
+        // in one call.
+        let mut touched = Vec::new();
         for q in quotas.iter() {
             let span = q.window_at(now)?;
             let range = span.range();
@@ -358,10 +361,20 @@ impl Tracker {
                 .filter(|e| q.covers(e) && range.contains(e.timestamp))
                 .map(|e| q.metric.of_event(e))
                 .sum();
-            if added.is_zero() {
-                continue;
+            if !added.is_zero() {
+                touched.push((q, span, added));
             }
-            let after = self.used(q, range).await?;
+        }
+        if touched.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ranges: Vec<(Quota, TimeRange)> = touched
+            .iter()
+            .map(|(q, span, _)| ((*q).clone(), span.range()))
+            .collect();
+        let used = self.shared.store.used(&ranges).await?;
+        let mut fired = Vec::new();
+        for ((q, span, added), after) in touched.into_iter().zip(used) {
             for t in status::crossed(q, after - added, after) {
                 let alert = Alert {
                     quota_id: q.id.clone(),

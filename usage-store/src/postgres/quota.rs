@@ -416,9 +416,13 @@ impl QuotaStore for PgStore {
         finish(tx, result, OP).await
     }
 
-    async fn used(&self, quota: &Quota, range: TimeRange) -> Result<Decimal> {
+    async fn used(&self, quotas: &[(Quota, TimeRange)]) -> Result<Vec<Decimal>> {
         let mut conn = self.pool("used")?.acquire().await.map_err(db_err("used"))?;
-        query::used(&mut conn, quota, range).await
+        let mut out = Vec::with_capacity(quotas.len());
+        for (q, range) in quotas {
+            out.push(query::used(&mut conn, q, *range).await?);
+        }
+        Ok(out)
     }
 
     async fn held(&self, quota_id: &str, now: DateTime<Utc>) -> Result<Decimal> {

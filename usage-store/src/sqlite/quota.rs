@@ -255,10 +255,15 @@ impl QuotaStore for SqliteStore {
             .await
     }
 
-    async fn used(&self, quota: &Quota, range: TimeRange) -> Result<Decimal> {
-        let quota = quota.clone();
-        self.read("used", move |c| query::used(c, &quota, range))
-            .await
+    async fn used(&self, quotas: &[(Quota, TimeRange)]) -> Result<Vec<Decimal>> {
+        let quotas = quotas.to_vec();
+        self.read("used", move |c| {
+            quotas
+                .iter()
+                .map(|(q, range)| query::used(c, q, *range))
+                .collect()
+        })
+        .await
     }
 
     async fn held(&self, quota_id: &str, now: DateTime<Utc>) -> Result<Decimal> {
