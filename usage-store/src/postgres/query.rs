@@ -315,17 +315,17 @@ async fn aggregate_sums<'e>(
         Source::Raw => (&*RAW_SUM_EXPRS, "COUNT(*) > 0"),
         Source::Rollup => (&*ROLLUP_SUM_EXPRS, "SUM(r.requests) > 0"),
     };
-    let sums = match only {
+    let sums: std::borrow::Cow<'_, str> = match only {
         None => match req.source {
-            Source::Raw => RAW_SUMS.clone(),
-            Source::Rollup => ROLLUP_SUMS.clone(),
+            Source::Raw => RAW_SUMS.as_str().into(),
+            Source::Rollup => ROLLUP_SUMS.as_str().into(),
         },
-        Some(keep) => only_sums(exprs, keep),
+        Some(keep) => only_sums(exprs, keep).into(),
     };
     let select: Vec<&str> = keys
         .iter()
         .map(String::as_str)
-        .chain([sums.as_str()])
+        .chain([sums.as_ref()])
         .collect();
     let group_by = if keys.is_empty() {
         String::new()

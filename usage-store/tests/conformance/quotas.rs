@@ -39,6 +39,25 @@ fn dec(s: &str) -> Decimal {
 
 /// An Anthropic call by `user`, reserved against the user's quotas; `model` for payloads that
 /// do not name one.
+/// Sets a hard daily quota of `limit` on `user`.
+async fn set_day_quota(
+    t: &usage_store::Tracker,
+    id: &str,
+    user: &str,
+    metric: QuotaMetric,
+    limit: Decimal,
+) {
+    t.set_quota(Quota::new(
+        id,
+        Subject::user(user),
+        metric,
+        limit,
+        Window::Day,
+    ))
+    .await
+    .expect("quota");
+}
+
 fn call_ctx(user: &str, model: Option<&str>, batched: bool) -> GuardContext {
     GuardContext {
         provider: Some(usage_core::extract::Provider::Anthropic),
@@ -354,15 +373,7 @@ pub async fn bad_quotas_are_rejected(b: &Backend) {
 pub async fn guard_records_success_and_failure(b: &Backend) {
     let mut c = Check::new(b.label(), "guard_records_success_and_failure");
     let t = b.tracker();
-    t.set_quota(Quota::new(
-        "u1-req",
-        Subject::user("u1"),
-        QuotaMetric::Requests,
-        2,
-        Window::Day,
-    ))
-    .await
-    .expect("quota");
+    set_day_quota(&t, "u1-req", "u1", QuotaMetric::Requests, Decimal::from(2)).await;
     let ctx = || call_ctx("u1", None, false);
     let failed = t
         .guard(ctx(), &one_request(), || async {
@@ -422,15 +433,7 @@ pub async fn guard_records_success_and_failure(b: &Backend) {
 pub async fn begin_call_steps(b: &Backend) {
     let mut c = Check::new(b.label(), "begin_call_steps");
     let t = b.tracker();
-    t.set_quota(Quota::new(
-        "u1-cost",
-        Subject::user("u1"),
-        QuotaMetric::Cost,
-        dec("1"),
-        Window::Day,
-    ))
-    .await
-    .expect("quota");
+    set_day_quota(&t, "u1-cost", "u1", QuotaMetric::Cost, dec("1")).await;
     let ctx = |user: &str, batched: bool| call_ctx(user, Some("claude-haiku-4-5"), batched);
     let costly = Estimate::new(TokenUsage::default(), "0.6".parse().expect("usd"));
 
@@ -521,15 +524,7 @@ pub async fn queued_events_fire_alerts(b: &Backend) {
     t.on_alert(Arc::new(move |_| {
         counter.fetch_add(1, Ordering::SeqCst);
     }));
-    t.set_quota(Quota::new(
-        "u1-day",
-        Subject::user("u1"),
-        QuotaMetric::Cost,
-        dec("10"),
-        Window::Day,
-    ))
-    .await
-    .expect("quota");
+    set_day_quota(&t, "u1-day", "u1", QuotaMetric::Cost, dec("10")).await;
     for _ in 0..9 {
         t.enqueue(paid("u1", "1")).await.expect("enqueue");
     }
@@ -617,15 +612,7 @@ pub async fn cut_off_stream_is_recorded_incomplete(b: &Backend) {
     use usage_core::extract::{Provider, StreamAccumulator};
     let mut c = Check::new(b.label(), "cut_off_stream_is_recorded_incomplete");
     let t = b.tracker();
-    t.set_quota(Quota::new(
-        "u1-cost",
-        Subject::user("u1"),
-        QuotaMetric::Cost,
-        dec("1"),
-        Window::Day,
-    ))
-    .await
-    .expect("quota");
+    set_day_quota(&t, "u1-cost", "u1", QuotaMetric::Cost, dec("1")).await;
     let ctx = call_ctx("u1", None, false);
     let call = t
         .begin_call(
@@ -679,24 +666,8 @@ pub async fn unknown_model_calls_are_refused_only_under_a_cost_limit(b: &Backend
         max_tokens: 50,
         ..Default::default()
     };
-    t.set_quota(Quota::new(
-        "u1-cost",
-        Subject::user("u1"),
-        QuotaMetric::Cost,
-        dec("10"),
-        Window::Day,
-    ))
-    .await
-    .expect("quota");
-    t.set_quota(Quota::new(
-        "u2-tokens",
-        Subject::user("u2"),
-        QuotaMetric::TotalTokens,
-        dec("1000"),
-        Window::Day,
-    ))
-    .await
-    .expect("quota");
+    set_day_quota(&t, "u1-cost", "u1", QuotaMetric::Cost, dec("10")).await;
+    set_day_quota(&t, "u2-tokens", "u2", QuotaMetric::TotalTokens, dec("1000")).await;
     c.that(
         "under a hard cost quota: refused before the call",
         matches!(
