@@ -140,6 +140,22 @@ pub enum QuotaMetric {
 }
 
 impl QuotaMetric {
+    /// Every metric.
+    pub const ALL: [QuotaMetric; 7] = [
+        QuotaMetric::Cost,
+        QuotaMetric::TotalTokens,
+        QuotaMetric::InputTokens,
+        QuotaMetric::OutputTokens,
+        QuotaMetric::CacheReadTokens,
+        QuotaMetric::CacheWriteTokens,
+        QuotaMetric::Requests,
+    ];
+
+    /// The metric named `name` ([`QuotaMetric::as_str`]).
+    pub fn from_name(name: &str) -> Option<QuotaMetric> {
+        QuotaMetric::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
     /// The amount of this metric in `t`.
     pub fn amount(&self, t: &Totals) -> Decimal {
         match self {

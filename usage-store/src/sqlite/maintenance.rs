@@ -10,9 +10,9 @@ use usage_core::query::TimeRange;
 use usage_core::store::{RepriceReport, RunKind, RunOptions, RunOutcome, RunRecord};
 use usage_core::{Error, Usd};
 
-use super::Fail;
 use super::codec::{EventRow, TOTALS_COLS, event_from_row, event_select, from_ms, ms};
 use super::write::{Deltas, HOUR_MS, floor_sql, floor_to};
+use super::{Fail, counters};
 use crate::rollups::{DERIVED, refresh_range, refresh_sql};
 
 /// Cell start bounds meaning "all time" (far outside any real timestamp, and safe to round).
@@ -188,7 +188,6 @@ pub(super) fn purge(
         if opts.cancelled() {
             return Ok(cancelled(done, total, ()));
         }
-        // event_tags rows go with their events (ON DELETE CASCADE).
         let n = tx
             .prepare_cached("DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)")?
             .execute(params![before_ms, batch])?;
@@ -203,6 +202,7 @@ pub(super) fn purge(
         "INSERT INTO meta (key, value) VALUES ('purged_before_ms', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [horizon.to_string()],
     )?;
+    counters::drop_all(&tx)?;
     tx.commit()?;
     let horizon = from_ms(horizon)?;
     Ok(Done {
@@ -274,7 +274,7 @@ fn rebuild_sql() -> (String, String) {
     let tags = format!(
         "INSERT INTO {t} ({time}, key, value, user_id, {cols})
          SELECT {hour}, g.key, g.value, COALESCE(e.user_id, ''), {sums}
-         FROM event_tags g JOIN events e ON e.seq = g.seq
+         FROM events e, json_each(e.tags) g
          WHERE e.ts_ms >= ?1 AND e.ts_ms < ?2 GROUP BY 1, 2, 3, 4
          ON CONFLICT ({time}, key, value, user_id) DO UPDATE SET {sets}",
         t = "rollup_tags",
@@ -355,6 +355,7 @@ pub(super) fn rebuild(
             tx.prepare_cached(&sql)?.execute([from, to])?;
         }
     }
+    counters::drop_all(&tx)?;
     tx.commit()?;
     let mut detail = format!("rebuilt the rollups from {done} raw events");
     if clipped && let Some(h) = horizon {
@@ -474,6 +475,7 @@ pub(super) fn reprice(
     report.old_total = Usd::from_nanos(old_total);
     report.new_total = Usd::from_nanos(new_total);
     if !dry_run {
+        counters::drop_all(&tx)?;
         tx.commit()?;
     }
     let detail = format!(

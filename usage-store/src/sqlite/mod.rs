@@ -4,6 +4,7 @@
 //! threads. The schema lives in `migrations/sqlite/`.
 
 mod codec;
+mod counters;
 mod maintenance;
 mod query;
 mod quota;

@@ -72,7 +72,9 @@ fn grain_ms(grain_secs: Option<i64>) -> Result<Option<i64>, Fail> {
     }
 }
 
-/// `FROM`/`WHERE` over `events e` for a filter, with a `LEFT JOIN` per tag key in `dims`.
+/// `FROM`/`WHERE` over `events e` for a filter, with a `LEFT JOIN` per tag key in `dims`. Tags
+/// are read from each event's JSON object (`json_each` yields one row per key, so a join on
+/// one key yields at most one row per event).
 struct RawSql<'a> {
     from: String,
     conds: Vec<String>,
@@ -86,7 +88,7 @@ impl<'a> RawSql<'a> {
         let mut params: Vec<Value> = Vec::new();
         for (i, (k, v)) in filter.tags.iter().enumerate() {
             from.push_str(&format!(
-                " JOIN event_tags f{i} ON f{i}.seq = e.seq AND f{i}.key = ? AND f{i}.value = ?"
+                " JOIN json_each(e.tags) f{i} ON f{i}.key = ? AND f{i}.value = ?"
             ));
             params.push(Value::Text(k.clone()));
             params.push(Value::Text(v.clone()));
@@ -98,7 +100,7 @@ impl<'a> RawSql<'a> {
             {
                 let j = tag_keys.len();
                 from.push_str(&format!(
-                    " LEFT JOIN event_tags g{j} ON g{j}.seq = e.seq AND g{j}.key = ?"
+                    " LEFT JOIN json_each(e.tags) g{j} ON g{j}.key = ?"
                 ));
                 params.push(Value::Text(k.clone()));
                 tag_keys.push(k);
@@ -532,15 +534,7 @@ mod tests {
     #[test]
     fn metric_columns_cover_each_metric() {
         let full = Sums(std::array::from_fn(|i| (i as i64 + 1) * 1_000_003));
-        for metric in [
-            QuotaMetric::Cost,
-            QuotaMetric::TotalTokens,
-            QuotaMetric::InputTokens,
-            QuotaMetric::OutputTokens,
-            QuotaMetric::CacheReadTokens,
-            QuotaMetric::CacheWriteTokens,
-            QuotaMetric::Requests,
-        ] {
+        for metric in QuotaMetric::ALL {
             let cols = crate::metric_columns(metric);
             assert_eq!(cols.first(), Some(&0), "{metric:?} must sum requests first");
             let mut only = Sums([0; 21]);

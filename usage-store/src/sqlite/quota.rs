@@ -17,7 +17,7 @@ use usage_core::store::{
 use usage_core::{Error, Result};
 
 use super::codec::ms;
-use super::{Fail, SqliteStore, query, write};
+use super::{Fail, SqliteStore, counters, write};
 
 /// An instant as (Unix ms, nanoseconds past that ms), ordered exactly as the instant.
 fn split(t: DateTime<Utc>) -> (i64, i64) {
@@ -106,7 +106,7 @@ fn reserve(conn: &mut Connection, req: &ReserveRequest) -> Result<Reservation, F
     }
     let mut uses = Vec::with_capacity(req.holds.len());
     for h in &req.holds {
-        let used = query::used(&tx, &h.quota, h.range)?;
+        let used = counters::used_for_update(&tx, &h.quota, h.range)?;
         // The reservation is not stored yet, so every active hold is another reservation's.
         let held = held_on(&tx, &h.quota.id, req.now)?;
         let taken = used.saturating_add(held);
@@ -215,6 +215,7 @@ fn delete_quota(conn: &mut Connection, id: &str) -> Result<bool, Fail> {
     }
     tx.prepare_cached("UPDATE holds SET active = 0 WHERE quota_id = ?1 AND active = 1")?
         .execute([id])?;
+    counters::drop_quota(&tx, id)?;
     tx.commit()?;
     Ok(true)
 }
@@ -228,11 +229,16 @@ impl QuotaStore for SqliteStore {
             to_json(quota).map_err(|e| e.into_error("put_quota"))?,
         );
         self.write("put_quota", move |c| {
-            c.prepare_cached(
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached(
                 "INSERT INTO quotas (id, body, updated_at_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (id) DO UPDATE SET body = excluded.body, updated_at_ms = excluded.updated_at_ms",
             )?
             .execute(params![id, body, ms(Utc::now())])?;
+            // The next reservation counts the quota afresh from the rollups (a changed subject,
+            // metric or window would not match its counter anyway).
+            counters::drop_quota(&tx, &id)?;
+            tx.commit()?;
             Ok(())
         })
         .await
@@ -260,7 +266,7 @@ impl QuotaStore for SqliteStore {
         self.read("used", move |c| {
             quotas
                 .iter()
-                .map(|(q, range)| query::used(c, q, *range))
+                .map(|(q, range)| counters::used(c, q, *range))
                 .collect()
         })
         .await

@@ -1031,7 +1031,7 @@ async fn a_version_1_file_is_migrated_and_keeps_its_events() {
         )
         .expect("version");
     assert_eq!(v, SCHEMA_VERSION.to_string());
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
 }
 
 /// Migration 3 fills the coarse rollups from the hourly cells a store already has.
@@ -1082,6 +1082,64 @@ async fn migration_3_fills_the_coarse_rollups_from_existing_cells() {
     assert_eq!(
         models,
         vec![(3_600_000, 2), (7_200_000, 4), (90_000_000, 1)]
+    );
+}
+
+/// Migration 4 drops `event_tags`; raw tag filters then read the events' JSON, and the
+/// quota counters table starts empty.
+#[tokio::test]
+async fn migration_4_reads_raw_tags_from_the_events_json() {
+    let db = TempDb::new("v3");
+    {
+        let conn = rusqlite::Connection::open(db.path()).expect("create");
+        for sql in [
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+            include_str!("../../migrations/sqlite/0002_quotas.sql"),
+            include_str!("../../migrations/sqlite/0003_coarse_rollups.sql"),
+        ] {
+            conn.execute_batch(sql).expect("migration");
+        }
+        conn.execute_batch(&format!(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', '3'); PRAGMA application_id = {};
+             INSERT INTO events (seq, id, ts_ms, provider, model, model_key, input, cache_read,
+                 cache_write_5m, cache_write_1h, output, reasoning, web_search_requests,
+                 web_fetch_requests, cost_source, status, service_tier, speed, tags)
+             VALUES (1, 'a', 3600000, 'anthropic', 'm', 'm', 10, 0, 0, 0, 5, 0, 0, 0,
+                     'calculated', 'success', 'standard', 'standard', '{{\"team\":\"ml\"}}'),
+                    (2, 'b', 3600001, 'anthropic', 'm', 'm', 20, 0, 0, 0, 5, 0, 0, 0,
+                     'calculated', 'success', 'standard', 'standard', '{{\"team\":\"ops\"}}');
+             INSERT INTO event_tags (seq, key, value, ts_ms) VALUES (1, 'team', 'ml', 3600000),
+                    (2, 'team', 'ops', 3600001);",
+            super::APPLICATION_ID
+        ))
+        .expect("v3 data");
+    }
+    let store = open(db.path());
+    let filter = usage_core::query::Filter {
+        tags: [("team".to_owned(), "ml".to_owned())].into(),
+        ..Default::default()
+    };
+    let rows = store
+        .aggregate(&usage_core::store::AggregateRequest {
+            filter,
+            group_by: vec![usage_core::query::Dimension::Tag("team".into())],
+            grain_secs: None,
+            source: usage_core::store::Source::Raw,
+        })
+        .await
+        .expect("aggregate");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].group, vec![Some("ml".to_owned())]);
+    assert_eq!((rows[0].totals.requests, rows[0].totals.input), (1, 10));
+    store.close().await.expect("close");
+    let tables = raw_count(
+        db.path(),
+        "SELECT COUNT(*) FROM sqlite_master WHERE name = 'event_tags'",
+    );
+    assert_eq!(tables, 0);
+    assert_eq!(
+        raw_count(db.path(), "SELECT COUNT(*) FROM quota_counters"),
+        0
     );
 }
 
@@ -1280,14 +1338,34 @@ async fn reserve_commit_timing() {
     for chunk in history.chunks(1_000) {
         store.insert(chunk).await.expect("history");
     }
-    let q = Quota::new(
-        "q",
-        Subject::user("user7"),
-        QuotaMetric::Cost,
-        dec("1000000"),
-        Window::Rolling { seconds: 86_400 },
-    );
-    store.put_quota(&q).await.expect("put");
+    // The bench's three quotas: the user's month cost, their day's requests, the global
+    // month cost.
+    let quotas = [
+        Quota::new(
+            "q-month",
+            Subject::user("user7"),
+            QuotaMetric::Cost,
+            dec("1000000"),
+            Window::Month { anchor_day: 1 },
+        ),
+        Quota::new(
+            "q-day",
+            Subject::user("user7"),
+            QuotaMetric::Requests,
+            dec("1000000"),
+            Window::Day,
+        ),
+        Quota::new(
+            "q-global",
+            Subject::Global,
+            QuotaMetric::Cost,
+            dec("1000000"),
+            Window::Month { anchor_day: 1 },
+        ),
+    ];
+    for q in &quotas {
+        store.put_quota(q).await.expect("put");
+    }
     let n = 3_000;
     let (mut pairs, mut reserves, mut commits, mut inserts) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -1296,7 +1374,12 @@ async fn reserve_commit_timing() {
         let id = format!("t{i}");
         let start = Instant::now();
         store
-            .reserve(&request(&id, vec![hold(&q, now, dec("0.01"))], now, 60))
+            .reserve(&request(
+                &id,
+                quotas.iter().map(|q| hold(q, now, dec("0.01"))).collect(),
+                now,
+                60,
+            ))
             .await
             .expect("reserve");
         let reserved = Instant::now();
@@ -1326,4 +1409,149 @@ async fn reserve_commit_timing() {
         median(&mut inserts),
     );
     store.close().await.expect("close");
+}
+
+// ---------------------------------------------------------------------------------------
+// Usage counters.
+
+/// Every quota's usage as the store answers it (from its counter when there is one) and as
+/// the rollups say, side by side.
+async fn counted_and_summed(store: &SqliteStore, quotas: &[&Quota], now: DateTime<Utc>) {
+    for q in quotas {
+        let range = q.window_at(now).expect("window").range();
+        let counted = store.used(&[((*q).clone(), range)]).await.expect("used")[0];
+        assert_eq!(counted, used(store, q, now).await, "{}", q.id);
+    }
+}
+
+#[tokio::test]
+async fn counters_follow_every_insert_and_are_dropped_when_the_rollups_change() {
+    let db = TempDb::new("counters");
+    let store = open(db.path());
+    let other = open(db.path()); // a second writer on the file, as another process would be
+    let now = at(NOW);
+    let user_month = Quota::new(
+        "u-month",
+        Subject::user("u"),
+        QuotaMetric::Cost,
+        dec("100"),
+        Window::Month { anchor_day: 1 },
+    )
+    .in_tz("America/New_York");
+    let team_day = Quota::new(
+        "ml-day",
+        Subject::tag("team", "ml"),
+        QuotaMetric::TotalTokens,
+        dec("1000000"),
+        Window::Day,
+    );
+    let all_time = Quota::new(
+        "all",
+        Subject::Global,
+        QuotaMetric::Requests,
+        dec("1000000"),
+        Window::Lifetime,
+    );
+    let rolling = Quota::new(
+        "u-24h",
+        Subject::user("u"),
+        QuotaMetric::Cost,
+        dec("100"),
+        Window::Rolling { seconds: 86_400 },
+    );
+    let quotas = [&user_month, &team_day, &all_time, &rolling];
+    let early = [
+        event("e1", now - Duration::hours(3), "u", 1_000),
+        tagged(
+            event("e2", now - Duration::hours(1), "v", 2_000),
+            "team",
+            "ml",
+        ),
+        // Last month in New York: outside the month's window.
+        event("e3", at("2026-11-01T03:00:00Z"), "u", 4_000),
+    ];
+    store.insert(&early).await.expect("insert");
+    // The first reservation creates the counters of the calendar and lifetime windows.
+    let holds = quotas.iter().map(|q| hold(q, now, Decimal::ZERO)).collect();
+    store
+        .reserve(&request("r1", holds, now, 60))
+        .await
+        .expect("reserve");
+    let stored = || raw_count(db.path(), "SELECT COUNT(*) FROM quota_counters");
+    assert_eq!(stored(), 3, "no counter for the rolling window");
+    counted_and_summed(&store, &quotas, now).await;
+
+    // Inserts through either writer, duplicates, batches, tags, other users, other windows.
+    let later = vec![
+        event("e4", now - Duration::minutes(5), "u", 8_000),
+        tagged(event("e5", now, "u", 16_000), "team", "ml"),
+        tagged(event("e6", now, "w", 32_000), "team", "ops"),
+        event("e1", now, "u", 64_000), // a duplicate id: counts nowhere
+        event("e7", at("2026-10-31T12:00:00Z"), "u", 128_000), // a backfill, last month
+    ];
+    store.insert(&later).await.expect("insert");
+    other
+        .insert(&[tagged(event("e8", now, "u", 256_000), "team", "ml")])
+        .await
+        .expect("insert");
+    store
+        .commit_reservation("r1", &[event("e9", now, "u", 512_000)])
+        .await
+        .expect("commit");
+    counted_and_summed(&store, &quotas, now).await;
+    assert_eq!(
+        store
+            .used(&[(
+                user_month.clone(),
+                user_month.window_at(now).expect("w").range()
+            )])
+            .await
+            .expect("used")[0],
+        nanos_usd(1_000 + 8_000 + 16_000 + 256_000 + 512_000)
+    );
+    // Many distinct tag values in one insert: only keys with counters are looked up.
+    let many: Vec<UsageEvent> = (0..200)
+        .map(|i| {
+            tagged(
+                tagged(event(&format!("m{i}"), now, "u", 1), "team", "ml"),
+                "instance",
+                &format!("i{i}"),
+            )
+        })
+        .collect();
+    other.insert(&many).await.expect("insert");
+    counted_and_summed(&store, &quotas, now).await;
+
+    // Changing a quota drops its counter; the next reservation counts it afresh.
+    store.put_quota(&team_day).await.expect("put");
+    assert_eq!(stored(), 2);
+    counted_and_summed(&store, &quotas, now).await;
+    store.delete_quota(&team_day.id).await.expect("delete");
+
+    // A rebuild drops every counter.
+    let holds = quotas.iter().map(|q| hold(q, now, Decimal::ZERO)).collect();
+    store
+        .reserve(&request("r2", holds, now, 60))
+        .await
+        .expect("reserve");
+    assert_eq!(stored(), 3);
+    store
+        .rebuild_rollups(None, &Default::default())
+        .await
+        .expect("rebuild");
+    assert_eq!(stored(), 0);
+    counted_and_summed(&store, &quotas, now).await;
+    // So does a counter whose quota changed shape behind its back: it is not used.
+    let holds = quotas.iter().map(|q| hold(q, now, Decimal::ZERO)).collect();
+    store
+        .reserve(&request("r3", holds, now, 60))
+        .await
+        .expect("reserve");
+    let as_tokens = Quota {
+        metric: QuotaMetric::TotalTokens,
+        ..user_month.clone()
+    };
+    counted_and_summed(&store, &[&as_tokens], now).await;
+    store.close().await.expect("close");
+    other.close().await.expect("close");
 }

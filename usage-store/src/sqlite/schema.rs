@@ -20,10 +20,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/sqlite/0003_coarse_rollups.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_quota_counters.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Why a file could not be opened as a usage-core store.
 #[derive(Debug)]

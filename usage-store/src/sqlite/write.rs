@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use rusqlite::{Connection, ToSql, TransactionBehavior, params};
+use rusqlite::{Connection, ToSql, TransactionBehavior};
 use usage_core::event::UsageEvent;
 
-use super::Fail;
 use super::codec::{EVENT_COLS, EventRow, Sums, TOTALS_COLS};
+use super::{Fail, counters};
 
 use crate::rollups::{DERIVED, EVENTS, RollupTable};
 pub(super) use crate::rollups::{HOUR_MS, floor_sql, floor_to};
@@ -95,9 +95,6 @@ static INSERT_EVENT: LazyLock<String> = LazyLock::new(|| {
         marks.join(", ")
     )
 });
-
-const INSERT_TAG: &str =
-    "INSERT INTO event_tags (seq, key, value, ts_ms, user_id) VALUES (?1, ?2, ?3, ?4, ?5)";
 
 /// (hour, user or '', provider, model_key, status): `rollup_events`' primary key order.
 type EventCell<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
@@ -196,28 +193,25 @@ pub(super) fn event_rows(events: &[UsageEvent]) -> usage_core::Result<Vec<EventR
     events.iter().map(EventRow::new).collect()
 }
 
-/// Writes checked events, their tags and their rollup changes inside the caller's write
-/// transaction (also used by `commit_reservation`); per event, true when it was new.
+/// Writes checked events, their rollup changes and their quota counters inside the caller's
+/// write transaction (also used by `commit_reservation`); per event, true when it was new.
 pub(super) fn insert_rows(tx: &Connection, rows: &[EventRow<'_>]) -> Result<Vec<bool>, Fail> {
     let mut inserted = Vec::with_capacity(rows.len());
     let mut ins = tx.prepare_cached(&INSERT_EVENT)?;
-    let mut ins_tag = tx.prepare_cached(INSERT_TAG)?;
     let mut deltas = Deltas::default();
+    let mut new_rows = Vec::with_capacity(rows.len());
     for r in rows {
         r.bind(&mut ins)?;
         // ON CONFLICT DO NOTHING: no change means the id was already stored (possibly
         // earlier in this very batch).
-        if ins.raw_execute()? == 0 {
-            inserted.push(false);
-            continue;
+        let new = ins.raw_execute()? != 0;
+        if new {
+            deltas.add(r.e, r.ts_ms, &r.sums, 1);
+            new_rows.push(r);
         }
-        let seq = tx.last_insert_rowid();
-        for (k, v) in &r.e.tags {
-            ins_tag.execute(params![seq, k, v, r.ts_ms, r.e.user_id])?;
-        }
-        deltas.add(r.e, r.ts_ms, &r.sums, 1);
-        inserted.push(true);
+        inserted.push(new);
     }
     deltas.apply(tx)?;
+    counters::add_events(tx, &new_rows)?;
     Ok(inserted)
 }
