@@ -25,6 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
+use tokio::runtime::RuntimeFlavor;
 use usage_core::event::{EventId, UsageEvent};
 use usage_core::pricing::PriceCatalog;
 use usage_core::query::{Dimension, Filter, TimeRange};
@@ -195,12 +196,19 @@ impl Inner {
     }
 }
 
-/// Runs blocking SQLite work off the async runtime (inline when there is no tokio runtime).
+/// Runs blocking SQLite work without stalling other tasks of the async runtime. On a
+/// multi-thread runtime the work runs right here (`block_in_place` hands this worker's other
+/// tasks to another thread), which saves two thread wake-ups per call, a large share of a
+/// single-event write; on a current-thread runtime it goes to the blocking pool; with no
+/// runtime it runs inline.
 async fn blocking<T: Send + 'static>(
     op: &'static str,
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
         Ok(handle) => handle
             .spawn_blocking(f)
             .await
