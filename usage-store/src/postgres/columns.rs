@@ -297,20 +297,21 @@ fn names(columns: &[&Column]) -> String {
         .join(", ")
 }
 
-/// `INSERT … SELECT FROM UNNEST(…) ON CONFLICT (id) DO NOTHING`, binding [`insert_arrays`].
+/// `INSERT … SELECT FROM UNNEST(…) WHERE gate ON CONFLICT (id) DO NOTHING`, binding
+/// [`insert_arrays`].
 ///
 /// The `CASE WHEN clock_timestamp() …` around the first array hides the batch size from the
 /// planner (which never folds a volatile call), so every batch size is estimated alike and
 /// Postgres keeps one cached generic plan. Without it a single-event insert looks cheaper
 /// re-planned, and is planned afresh every time: about 0.7 ms, as long as running it.
-pub(super) fn insert_sql() -> String {
+pub(super) fn insert_sql(gate: &str) -> String {
     let cols: Vec<&Column> = EVENT_COLUMNS.iter().collect();
     let params = unnest_params(&cols, 1);
     let (first, rest) = params.split_once(", ").unwrap_or((&params, ""));
     format!(
         "INSERT INTO events ({names}) SELECT {values} \
          FROM UNNEST(CASE WHEN clock_timestamp() IS NOT NULL THEN {first} END, {rest}) AS u({names}) \
-         ON CONFLICT (id) DO NOTHING",
+         WHERE {gate} ON CONFLICT (id) DO NOTHING",
         names = names(&cols),
         values = cols
             .iter()

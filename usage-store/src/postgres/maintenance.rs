@@ -156,11 +156,8 @@ async fn purge_tx(pool: &PgPool, cut: i64, opts: &RunOptions, done: &mut u64) ->
                 detail: None,
             });
         }
-        // An event's tags go with it, in the same statement.
         let n = sqlx::query(
-            "WITH doomed AS (SELECT seq FROM events WHERE ts_ms < $1 LIMIT $2), \
-             gone_tags AS (DELETE FROM event_tags WHERE seq IN (SELECT seq FROM doomed)) \
-             DELETE FROM events WHERE seq IN (SELECT seq FROM doomed)",
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE ts_ms < $1 LIMIT $2)",
         )
         .bind(cut)
         .bind(batch)
@@ -235,7 +232,7 @@ static REBUILD_EVENTS: LazyLock<String> =
     LazyLock::new(|| add_events_sql(&EVENTS, "events e", BATCH_WHERE));
 static REBUILD_TAGS: LazyLock<String> = LazyLock::new(|| {
     add_tags_sql(
-        "events e JOIN event_tags t ON t.seq = e.seq",
+        "events e CROSS JOIN LATERAL jsonb_each_text(e.tags) AS t(key, value)",
         "t.key",
         "t.value",
         BATCH_WHERE,

@@ -16,6 +16,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/postgres/0003_coarse_rollups.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_write_path.sql"),
+    ),
 ];
 
 /// The advisory lock held while migrating ("usage-co" in ASCII). It is database-wide, so

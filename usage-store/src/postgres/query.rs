@@ -2,10 +2,10 @@
 //! `latencies`) over raw events or the rollups. The SQL reproduces `Filter::matches` and
 //! `Totals::of` exactly; every value (tag keys included) is a bind parameter.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rust_decimal::Decimal;
-use sqlx::postgres::{PgArguments, PgConnection, PgExecutor, PgPool, PgRow, Postgres};
+use sqlx::postgres::{PgArguments, PgExecutor, PgPool, PgRow, Postgres};
 use sqlx::{AssertSqlSafe, Row};
 use usage_core::event::{EventId, UsageEvent};
 use usage_core::query::{Dimension, Filter, TimeRange};
@@ -33,13 +33,12 @@ enum Bind {
 struct Sql {
     binds: Vec<Bind>,
     from: String,
-    joins: String,
     wheres: Vec<String>,
     /// Group-by expressions in `group_by` order (then the grain, when asked for).
     group: Vec<String>,
     grain: Option<String>,
-    /// Tag key → alias of its LEFT JOIN (raw events only).
-    tag_joins: BTreeMap<String, String>,
+    /// Tag key → its bind parameter (raw events only).
+    tag_keys: BTreeMap<String, String>,
     rollup: bool,
     /// The rollup_tags key, when reading that rollup.
     tag_key: Option<String>,
@@ -74,19 +73,16 @@ impl Sql {
             Dimension::Model => "e.model_key".to_owned(),
             Dimension::Status => "e.status".to_owned(),
             Dimension::Tag(k) => {
-                let alias = match self.tag_joins.get(k) {
-                    Some(a) => a.clone(),
+                let key = match self.tag_keys.get(k) {
+                    Some(p) => p.clone(),
                     None => {
-                        let a = format!("t{}", self.tag_joins.len());
-                        let key = self.text(k);
-                        self.joins.push_str(&format!(
-                            " LEFT JOIN event_tags {a} ON {a}.seq = e.seq AND {a}.key = {key}"
-                        ));
-                        self.tag_joins.insert(k.clone(), a.clone());
-                        a
+                        let p = self.text(k);
+                        self.tag_keys.insert(k.clone(), p.clone());
+                        p
                     }
                 };
-                format!("{alias}.value")
+                // Tag values are strings: `->>` gives the value itself, NULL without the key.
+                format!("(e.tags ->> {key}::text)")
             }
         })
     }
@@ -132,7 +128,23 @@ fn plan(
     grain_secs: Option<i64>,
     extra: Option<&Dimension>,
 ) -> Result<Sql> {
-    let mut s = Sql::default();
+    plan_after(Vec::new(), filter, source, group_by, grain_secs, extra)
+}
+
+/// [`plan`] for a statement that already binds `binds` (the parts of a UNION before this one):
+/// this part's parameters are numbered after them.
+fn plan_after(
+    binds: Vec<Bind>,
+    filter: &Filter,
+    source: Source,
+    group_by: &[Dimension],
+    grain_secs: Option<i64>,
+    extra: Option<&Dimension>,
+) -> Result<Sql> {
+    let mut s = Sql {
+        binds,
+        ..Sql::default()
+    };
     let grain_ms = grain_secs
         .map(|g| {
             g.checked_mul(1000).filter(|_| g > 0).ok_or_else(|| {
@@ -150,9 +162,9 @@ fn plan(
     match source {
         Source::Raw => {
             s.from = "events e".to_owned();
-            for (i, (k, v)) in filter.tags.iter().enumerate() {
+            for (k, v) in &filter.tags {
                 let (k, v) = (s.text(k), s.text(v));
-                s.joins.push_str(&format!(" JOIN event_tags f{i} ON f{i}.seq = e.seq AND f{i}.key = {k} AND f{i}.value = {v}"));
+                s.wheres.push(format!("e.tags ->> {k}::text = {v}"));
             }
             if let Some(v) = start {
                 let p = s.int(v);
@@ -267,66 +279,123 @@ fn group_of(row: &PgRow, n: usize, grain: bool) -> Result<GroupKey> {
     Ok((group, grain_start))
 }
 
-/// Runs on a pool, or on a transaction's connection (a reservation's usage check).
-pub(super) async fn aggregate<'e>(
-    db: impl PgExecutor<'e>,
-    req: &AggregateRequest,
-) -> Result<Vec<AggregateRow>> {
-    aggregate_sums(db, req, None).await
+/// Outstanding holds on some quotas at an instant: the quota ids and the time in ms (see
+/// `quota::held_by_quota` for the rounding).
+pub(super) struct HeldAt<'a> {
+    pub(super) ids: &'a [String],
+    pub(super) now_ms: i64,
 }
 
-/// `quota`'s recorded usage over `range`, summing only the columns its metric needs. Runs on
-/// a pool, or inside a reservation's transaction.
-pub(super) async fn used(
-    db: &mut PgConnection,
-    quota: &Quota,
-    range: TimeRange,
-) -> Result<Decimal> {
-    let cols = crate::metric_columns(quota.metric);
-    let mut used = Decimal::ZERO;
-    for req in quota_usage_requests(quota, range) {
-        for row in aggregate_sums(&mut *db, &req, Some(cols)).await? {
-            used = used
-                .checked_add(quota.metric.amount(&row.totals))
-                .ok_or_else(|| {
-                    Error::argument(
-                        "quota",
-                        format!(
-                            "usage of quota `{}` is beyond what a Decimal can hold",
-                            quota.id
-                        ),
-                    )
-                })?;
+/// The recorded usage of each quota over its range, summing only the columns its metric
+/// needs, and (when asked) the outstanding holds on quotas, in ONE statement: a UNION ALL of
+/// every quota's requests, each row tagged with its quota's index, and of the holds' sums
+/// (tagged -1, with their quota id). One round trip and one snapshot, so a commit landing in
+/// between can never be counted twice or missed. Runs on a pool, or inside a reservation's
+/// transaction.
+pub(super) async fn used_and_held<'e>(
+    db: impl PgExecutor<'e>,
+    quotas: &[(&Quota, TimeRange)],
+    held: Option<HeldAt<'_>>,
+) -> Result<(Vec<Decimal>, HashMap<String, Decimal>)> {
+    let mut binds = Vec::new();
+    let mut parts = Vec::new();
+    for (i, (quota, range)) in quotas.iter().enumerate() {
+        let cols = crate::metric_columns(quota.metric);
+        for req in quota_usage_requests(quota, *range) {
+            let s = plan_after(
+                binds,
+                &req.filter,
+                req.source,
+                &req.group_by,
+                req.grain_secs,
+                None,
+            )?;
+            let (exprs, having) = match req.source {
+                Source::Raw => (&*RAW_SUM_EXPRS, "COUNT(*) > 0"),
+                Source::Rollup => (&*ROLLUP_SUM_EXPRS, "SUM(r.requests) > 0"),
+            };
+            // `i` is an index, not a value: the text stays the same for the same quotas.
+            parts.push(format!(
+                "SELECT {i}, NULL::text, NULL::text, {} FROM {}{} HAVING {having}",
+                only_sums(exprs, cols),
+                s.from,
+                s.where_clause()
+            ));
+            binds = s.binds;
         }
     }
-    Ok(used)
+    let mut q = Sql {
+        binds,
+        ..Sql::default()
+    };
+    if let Some(h) = held.filter(|h| !h.ids.is_empty()) {
+        // `Sql` binds scalars: one parameter per id.
+        let ids = h
+            .ids
+            .iter()
+            .map(|id| q.text(id))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let now = q.int(h.now_ms);
+        parts.push(format!(
+            "SELECT -1, quota_id, SUM(amount)::text, {} FROM holds \
+             WHERE quota_id IN ({ids}) AND active AND expires_at_ms > {now} GROUP BY quota_id",
+            ["0::BIGINT"; 21].join(", ")
+        ));
+    }
+    let mut used = vec![Decimal::ZERO; quotas.len()];
+    let mut held = HashMap::new();
+    if parts.is_empty() {
+        return Ok((used, held));
+    }
+    let rows = q
+        .into_query(parts.join(" UNION ALL "))
+        .fetch_all(db)
+        .await
+        .map_err(db_err("used"))?;
+    let read = |e| Error::store(BACKEND, "read", e);
+    for row in &rows {
+        let i: i32 = row.try_get(0).map_err(read)?;
+        if i < 0 {
+            let id: String = row.try_get(1).map_err(read)?;
+            let sum: String = row.try_get(2).map_err(read)?;
+            let sum = Decimal::from_str_exact(&sum).map_err(|e| {
+                Error::store(
+                    BACKEND,
+                    "read",
+                    format!("holds.amount is `{sum}`, which a Decimal cannot hold exactly: {e}"),
+                )
+            })?;
+            held.insert(id, sum);
+            continue;
+        }
+        let (slot, (quota, _)) = usize::try_from(i)
+            .ok()
+            .and_then(|i| used.get_mut(i).zip(quotas.get(i)))
+            .ok_or_else(|| Error::store(BACKEND, "used", format!("no quota at index {i}")))?;
+        *slot = slot
+            .checked_add(quota.metric.amount(&totals_from_row(row, 3)?))
+            .ok_or_else(|| {
+                Error::argument(
+                    "quota",
+                    format!(
+                        "usage of quota `{}` is beyond what a Decimal can hold",
+                        quota.id
+                    ),
+                )
+            })?;
+    }
+    Ok((used, held))
 }
 
-/// Aggregate rows summing every column, or (`only`) just those at these indices, the others
-/// reading 0.
-async fn aggregate_sums<'e>(
-    db: impl PgExecutor<'e>,
-    req: &AggregateRequest,
-    only: Option<&[usize]>,
-) -> Result<Vec<AggregateRow>> {
+pub(super) async fn aggregate(pool: &PgPool, req: &AggregateRequest) -> Result<Vec<AggregateRow>> {
     let s = plan(&req.filter, req.source, &req.group_by, req.grain_secs, None)?;
     let keys = s.group_list();
-    let (exprs, having) = match req.source {
-        Source::Raw => (&*RAW_SUM_EXPRS, "COUNT(*) > 0"),
-        Source::Rollup => (&*ROLLUP_SUM_EXPRS, "SUM(r.requests) > 0"),
+    let (sums, having) = match req.source {
+        Source::Raw => (RAW_SUMS.as_str(), "COUNT(*) > 0"),
+        Source::Rollup => (ROLLUP_SUMS.as_str(), "SUM(r.requests) > 0"),
     };
-    let sums: std::borrow::Cow<'_, str> = match only {
-        None => match req.source {
-            Source::Raw => RAW_SUMS.as_str().into(),
-            Source::Rollup => ROLLUP_SUMS.as_str().into(),
-        },
-        Some(keep) => only_sums(exprs, keep).into(),
-    };
-    let select: Vec<&str> = keys
-        .iter()
-        .map(String::as_str)
-        .chain([sums.as_ref()])
-        .collect();
+    let select: Vec<&str> = keys.iter().map(String::as_str).chain([sums]).collect();
     let group_by = if keys.is_empty() {
         String::new()
     } else {
@@ -339,16 +408,15 @@ async fn aggregate_sums<'e>(
         )
     };
     let sql = format!(
-        "SELECT {} FROM {}{}{}{group_by} HAVING {having}",
+        "SELECT {} FROM {}{}{group_by} HAVING {having}",
         select.join(", "),
         s.from,
-        s.joins,
         s.where_clause()
     );
     let (n, grain) = (req.group_by.len(), req.grain_secs.is_some());
     let rows = s
         .into_query(sql)
-        .fetch_all(db)
+        .fetch_all(pool)
         .await
         .map_err(db_err("aggregate"))?;
     rows.iter()
@@ -384,10 +452,9 @@ pub(super) async fn distinct(
     let mut select = s.group_list();
     select.push(value);
     let sql = format!(
-        "SELECT DISTINCT {} FROM {}{}{}",
+        "SELECT DISTINCT {} FROM {}{}",
         select.join(", "),
         s.from,
-        s.joins,
         s.where_clause()
     );
     let (n, grain) = (req.group_by.len(), req.grain_secs.is_some());
@@ -424,10 +491,9 @@ pub(super) async fn latencies(pool: &PgPool, req: &AggregateRequest) -> Result<V
     let mut select = s.group_list();
     select.push("e.latency_ms".to_owned());
     let sql = format!(
-        "SELECT {} FROM {}{}{}",
+        "SELECT {} FROM {}{}",
         select.join(", "),
         s.from,
-        s.joins,
         s.where_clause()
     );
     let (n, grain) = (req.group_by.len(), req.grain_secs.is_some());
@@ -485,10 +551,9 @@ pub(super) async fn scan(
     }
     let lim = s.int(i64::try_from(limit).unwrap_or(i64::MAX));
     let sql = format!(
-        "SELECT {} FROM {}{}{} ORDER BY e.ts_ms, e.id LIMIT {lim}",
+        "SELECT {} FROM {}{} ORDER BY e.ts_ms, e.id LIMIT {lim}",
         select_list(),
         s.from,
-        s.joins,
         s.where_clause()
     );
     let rows = s

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::Row;
 use sqlx::Transaction;
-use sqlx::postgres::{PgConnection, PgExecutor, Postgres};
+use sqlx::postgres::{PgConnection, PgExecutor, PgPool, Postgres};
 use usage_core::event::UsageEvent;
 use usage_core::query::TimeRange;
 use usage_core::quota::Quota;
@@ -48,10 +48,36 @@ static LOCK_IDS_AND_CHECK: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Locks the quotas reservation `$1` holds against. Holds never change quota after they are
-/// written, so reading them before the lock is safe.
-static LOCK_RESERVATION: LazyLock<String> =
-    LazyLock::new(|| lock_sql("(SELECT quota_id AS id FROM holds WHERE reservation_id = $1) AS h"));
+/// Commits a reservation in ONE statement (one round trip, atomic without an explicit
+/// transaction). Parameters: the event arrays ([`insert::Batch::bind`]), then the reservation
+/// id and the time (ms).
+///
+/// In order, each step gated on the one before (a step's CTE is read by the next one's
+/// one-time filter, so it runs to completion first; checked with EXPLAIN): the advisory locks of the quotas the
+/// reservation holds against (the same a reserve on them takes, so a reserve's reads see all of
+/// this commit or none of it, and taken before any row lock, so a commit never waits for a
+/// lock while holding a row another waits for); the move from held to committed (a concurrent
+/// commit or release makes the UPDATE re-check `state` once that one is done, so exactly one
+/// of them wins); the holds dropped; the events inserted, only when this statement committed
+/// the reservation. Holds never change quota after they are written, so reading them before
+/// the lock is safe.
+static COMMIT: LazyLock<String> = LazyLock::new(|| {
+    let n = super::columns::EVENT_COLUMNS.len();
+    let (id, at) = (format!("${}", n + 1), format!("${}", n + 2));
+    format!(
+        "WITH locked AS (SELECT count(*) AS n FROM ({lock}) AS l), \
+         r AS (UPDATE reservations SET state = 'committed', finished_at_ms = {at} \
+               WHERE id = {id} AND state = 'held' AND (SELECT n FROM locked) >= 0 RETURNING id), \
+         h AS (UPDATE holds SET active = FALSE \
+               WHERE reservation_id IN (SELECT id FROM r) AND active), \
+         {ctes} \
+         SELECT EXISTS (SELECT 1 FROM r), ARRAY(SELECT id FROM ins)",
+        lock = lock_sql(&format!(
+            "(SELECT quota_id AS id FROM holds WHERE reservation_id = {id}) AS h"
+        )),
+        ctes = insert::insert_ctes("EXISTS (SELECT 1 FROM r)"),
+    )
+});
 
 /// Outstanding holds per quota (`$1` ids, `$2` now in ms): active, expiring after now.
 const HELD: &str = "SELECT quota_id, SUM(amount)::text FROM holds \
@@ -69,27 +95,18 @@ const INSERT_RESERVATION: &str = "WITH r AS ( \
          FROM r CROSS JOIN unnest($4::text[], $5::text[]) AS u(quota_id, amount)) \
      SELECT id FROM r";
 
-/// Moves reservation `$1` from held to `state` (at `$2` ms) and drops its holds, in one
-/// statement; says whether it did, and whether the reservation existed when the statement
-/// started. A concurrent commit or release makes the UPDATE re-check `state` once that one is
-/// done, so exactly one of them wins.
-fn finish_sql(state: &str) -> String {
-    format!(
-        "WITH r AS ( \
-             UPDATE reservations SET state = '{state}', finished_at_ms = $2 \
-             WHERE id = $1 AND state = 'held' RETURNING id), \
-         h AS ( \
-             UPDATE holds SET active = FALSE \
-             WHERE reservation_id IN (SELECT id FROM r) AND active) \
-         SELECT EXISTS (SELECT 1 FROM r), \
-                EXISTS (SELECT 1 FROM reservations WHERE id = $1)"
-    )
-}
-
-static MARK_COMMITTED: LazyLock<String> = LazyLock::new(|| finish_sql("committed"));
-
-/// One statement: `release_reservation` needs no transaction.
-static RELEASE: LazyLock<String> = LazyLock::new(|| finish_sql("released"));
+/// Moves reservation `$1` from held to released (at `$2` ms) and drops its holds, in one
+/// statement (no transaction needed); says whether it did, and whether the reservation existed
+/// when the statement started. A concurrent commit or release makes the UPDATE re-check
+/// `state` once that one is done, so exactly one of them wins.
+const RELEASE: &str = "WITH r AS ( \
+         UPDATE reservations SET state = 'released', finished_at_ms = $2 \
+         WHERE id = $1 AND state = 'held' RETURNING id), \
+     h AS ( \
+         UPDATE holds SET active = FALSE \
+         WHERE reservation_id IN (SELECT id FROM r) AND active) \
+     SELECT EXISTS (SELECT 1 FROM r), \
+            EXISTS (SELECT 1 FROM reservations WHERE id = $1)";
 
 const INSERT_ALERT: &str = "INSERT INTO alerts \
          (quota_id, window_start_ms, threshold, body, at_ms, at_sub_ns) \
@@ -261,12 +278,20 @@ async fn reserve_in(db: &mut PgConnection, req: &ReserveRequest) -> Result<Reser
     if taken {
         return Err(taken_err());
     }
-    // Holds are read before usage, so even a commit that took no lock could only be counted
-    // twice (hold, then events), never missed: each statement sees a later snapshot.
-    let held = held_by_quota(&mut *db, &ids, req.now, OP).await?;
+    // Usage and holds in one statement, so in one snapshot: a commit that took no lock (an
+    // older build's) is counted once, as its hold or as its events.
+    let ranges: Vec<(&Quota, TimeRange)> = req.holds.iter().map(|h| (&h.quota, h.range)).collect();
+    let (used, held) = query::used_and_held(
+        &mut *db,
+        &ranges,
+        Some(query::HeldAt {
+            ids: &ids,
+            now_ms: req.now.timestamp_millis(),
+        }),
+    )
+    .await?;
     let mut uses = Vec::with_capacity(req.holds.len());
-    for h in &req.holds {
-        let used = query::used(&mut *db, &h.quota, h.range).await?;
+    for (h, used) in req.holds.iter().zip(used) {
         let held = held.get(&h.quota.id).copied().unwrap_or_default();
         let used_held = used
             .checked_add(held)
@@ -325,32 +350,26 @@ async fn reserve_in(db: &mut PgConnection, req: &ReserveRequest) -> Result<Reser
     })
 }
 
-/// `commit_reservation`'s transaction.
-async fn commit_in(db: &mut PgConnection, id: &str, events: &[UsageEvent]) -> Result<Vec<bool>> {
+/// `commit_reservation`: one statement, then (only when the reservation was not held) a look
+/// at why.
+async fn commit(db: &PgPool, id: &str, events: &[UsageEvent]) -> Result<Vec<bool>> {
     const OP: &str = "commit_reservation";
-    // The same locks a reserve on these quotas takes, so a reserve's statements see all of
-    // this commit or none of it. Under READ COMMITTED each statement has its own snapshot:
-    // without the locks, this commit could land between a reserve's read of the holds and its
-    // read of the usage, counting the reservation twice (or, read the other way round, not at
-    // all).
-    sqlx::query(LOCK_RESERVATION.as_str())
-        .bind(id)
-        .execute(&mut *db)
-        .await
-        .map_err(db_err(OP))?;
-    let row = sqlx::query(MARK_COMMITTED.as_str())
+    let batch = insert::Batch::new(events)?;
+    let row = batch
+        .bind(sqlx::query(COMMIT.as_str()))
         .bind(id)
         .bind(Utc::now().timestamp_millis())
-        .fetch_one(&mut *db)
+        .fetch_one(db)
         .await
         .map_err(db_err(OP))?;
     if row.try_get::<bool, _>(0).map_err(db_err(OP))? {
-        return insert::insert(&mut *db, events).await;
+        let inserted: Vec<String> = row.try_get(1).map_err(db_err(OP))?;
+        return Ok(batch.stored(&inserted.into_iter().collect()));
     }
     // Not held: a fresh look says why (states never go back to held).
     let state: Option<String> = sqlx::query_scalar("SELECT state FROM reservations WHERE id = $1")
         .bind(id)
-        .fetch_optional(&mut *db)
+        .fetch_optional(db)
         .await
         .map_err(db_err(OP))?;
     match state.as_deref().map(parse_state).transpose()? {
@@ -417,12 +436,10 @@ impl QuotaStore for PgStore {
     }
 
     async fn used(&self, quotas: &[(Quota, TimeRange)]) -> Result<Vec<Decimal>> {
-        let mut conn = self.pool("used")?.acquire().await.map_err(db_err("used"))?;
-        let mut out = Vec::with_capacity(quotas.len());
-        for (q, range) in quotas {
-            out.push(query::used(&mut conn, q, *range).await?);
-        }
-        Ok(out)
+        let quotas: Vec<(&Quota, TimeRange)> = quotas.iter().map(|(q, r)| (q, *r)).collect();
+        Ok(query::used_and_held(self.pool("used")?, &quotas, None)
+            .await?
+            .0)
     }
 
     async fn held(&self, quota_id: &str, now: DateTime<Utc>) -> Result<Decimal> {
@@ -438,15 +455,12 @@ impl QuotaStore for PgStore {
     }
 
     async fn commit_reservation(&self, id: &str, events: &[UsageEvent]) -> Result<Vec<bool>> {
-        const OP: &str = "commit_reservation";
-        let mut tx = self.pool(OP)?.begin().await.map_err(db_err(OP))?;
-        let result = commit_in(&mut tx, id, events).await;
-        finish(tx, result, OP).await
+        commit(self.pool("commit_reservation")?, id, events).await
     }
 
     async fn release_reservation(&self, id: &str) -> Result<bool> {
         const OP: &str = "release_reservation";
-        let row = sqlx::query(RELEASE.as_str())
+        let row = sqlx::query(RELEASE)
             .bind(id)
             .bind(Utc::now().timestamp_millis())
             .fetch_one(self.pool(OP)?)
