@@ -221,8 +221,10 @@ async fn blocking<T: Send + 'static>(
 /// process and between processes.
 ///
 /// Every write is one `BEGIN IMMEDIATE` transaction that updates events and rollups together;
-/// reads use a pool of connections that never wait for the writer (WAL mode). All SQLite work
-/// runs on tokio's blocking thread pool. Cloning is cheap and shares the connections.
+/// reads use a pool of connections that never wait for the writer (WAL mode). SQLite work runs
+/// in place on a multi-thread tokio runtime (`block_in_place`: the worker's other tasks move to
+/// another thread meanwhile), on the blocking pool under a current-thread runtime. Cloning is
+/// cheap and shares the connections.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
