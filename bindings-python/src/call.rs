@@ -1,16 +1,17 @@
 //! `NativeCall`: one guarded provider call (the core's `CallGuard`) as the SDK wrappers drive
-//! it: finished once, from a response, from a stream accumulator, or as a failure; plus the
-//! rough prompt-size count the wrappers reserve with.
+//! it: finished once, from a response, from a stream accumulator, or as a failure; the
+//! `CallTemplate` the wrappers start their calls from; and the rough prompt-size count they
+//! reserve with.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use usage_store::{CallGuard, Recorded};
+use usage_store::{CallGuard, GuardContext, Recorded, Tracker};
 
 use crate::convert::{json_to_py, py_to_json};
 use crate::errors::{argument, to_py};
-use crate::tracker::{Conv, Out, go, none, recorded_list, runtime};
+use crate::tracker::{CallSizeArgs, Conv, Out, go, none, recorded_list, runtime, start_call};
 use crate::values::StreamAccumulator;
 
 /// One guarded provider call in progress (the core's `CallGuard`): finish it exactly once with
@@ -47,6 +48,45 @@ impl NativeCall {
             }
         });
         Ok(py.None())
+    }
+}
+
+/// `begin_call`'s arguments that stay the same from call to call (provider, user, tags,
+/// quota subjects, ttl, batching), already converted: a wrapped client keeps one and starts
+/// each call with `begin`, which converts only the request's own model, prompt and output
+/// limit. Made by `NativeTracker.call_template`.
+#[pyclass(module = "usage_core._native", frozen)]
+pub struct CallTemplate {
+    pub(crate) tracker: Tracker,
+    pub(crate) ctx: GuardContext,
+    pub(crate) asynchronous: bool,
+}
+
+#[pymethods]
+impl CallTemplate {
+    /// Starts a guarded call: `NativeTracker.begin_call` with this template's arguments,
+    /// `model` (also recorded as the event's model when the response names none), the prompt
+    /// size counted from the request's prompt parts by the core's rough rule
+    /// (`approx_prompt_tokens`), and `max_tokens`.
+    fn begin(
+        &self,
+        py: Python<'_>,
+        model: Option<String>,
+        prompt: &Bound<'_, PyAny>,
+        max_tokens: Option<u64>,
+    ) -> PyResult<Py<PyAny>> {
+        let prompt_tokens = usage_core::quota::estimate::approx_prompt_tokens(&py_to_json(prompt)?);
+        let mut ctx = self.ctx.clone();
+        if let Some(m) = model.as_deref().filter(|m| !m.is_empty()) {
+            ctx.meta.model = Some(m.to_owned());
+        }
+        let size = CallSizeArgs {
+            model,
+            prompt_tokens,
+            max_tokens: max_tokens.unwrap_or_default(),
+        };
+        let fut = start_call(self.tracker.clone(), ctx, None, size, self.asynchronous);
+        go(py, self.asynchronous, fut)
     }
 }
 

@@ -24,6 +24,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<catalog::PriceCatalog>()?;
     m.add_class::<tracker::NativeTracker>()?;
     m.add_class::<call::NativeCall>()?;
+    m.add_class::<call::CallTemplate>()?;
     m.add_function(wrap_pyfunction!(values::cost, m)?)?;
     m.add_function(wrap_pyfunction!(values::extract, m)?)?;
     m.add_function(wrap_pyfunction!(call::loads, m)?)?;

@@ -25,7 +25,7 @@ use usage_store::{BatchOptions, GuardContext, Recorded, Tracker, TrackerOptions}
 use crate::args::{
     dimensions, filter_arg, meta_arg, new_event, range_arg, run_options, subjects_arg, ttl_arg,
 };
-use crate::call::NativeCall;
+use crate::call::{CallTemplate, NativeCall};
 use crate::convert::{
     datetime_arg, decimal_arg, from_data, py_to_json, subject_arg, to_py_data, window_arg,
 };
@@ -778,39 +778,41 @@ impl NativeTracker {
         ttl: Option<f64>,
         batched: bool,
     ) -> PyResult<Py<PyAny>> {
-        let p: Provider = provider.parse().py(py)?;
-        let meta = meta_arg(meta)?;
-        // Without explicit subjects: the call's user and tags.
-        let subjects = match subjects {
-            Some(s) if !s.is_none() => subjects_arg(Some(s))?,
-            _ => Subject::for_call(meta.user_id.as_deref(), &meta.tags),
+        let ctx = guard_context(py, provider, subjects, meta, ttl, batched)?;
+        let size = CallSizeArgs {
+            model,
+            prompt_tokens: prompt_tokens.unwrap_or_default(),
+            max_tokens: max_tokens.unwrap_or_default(),
         };
-        let ctx = GuardContext {
-            provider: Some(p),
-            subjects,
-            meta,
-            ttl: ttl_arg(py, ttl)?,
-            batched,
-        };
-        let t = self.tracker.clone();
-        let asynchronous = self.asynchronous;
-        self.go(py, async move {
-            let guard = match (estimate, model) {
-                (Some(e), _) => t.begin_call(ctx, &e.0).await?,
-                (None, Some(m)) => {
-                    let size = usage_store::CallSize {
-                        model: m,
-                        prompt_tokens: prompt_tokens.unwrap_or_default(),
-                        max_tokens: max_tokens.unwrap_or_default(),
-                        ..Default::default()
-                    };
-                    t.begin_call_sized(ctx, &size).await?
-                }
-                (None, None) => t.begin_call(ctx, &CoreEstimate::default()).await?,
-            };
-            Ok(Box::new(move |py: Python<'_>| {
-                Ok(Py::new(py, NativeCall::new(guard, asynchronous))?.into_any())
-            }) as Conv)
+        self.go(
+            py,
+            start_call(
+                self.tracker.clone(),
+                ctx,
+                estimate.map(|e| e.0),
+                size,
+                self.asynchronous,
+            ),
+        )
+    }
+
+    /// The arguments of `begin_call` that stay the same from call to call (provider, user and
+    /// tags in `meta`, subjects, ttl, batching), converted once into a `CallTemplate`: the SDK
+    /// wrappers keep one per wrapped client, so each call converts only its own request.
+    #[pyo3(signature = (provider, *, subjects=None, meta=None, ttl=None, batched=false))]
+    fn call_template(
+        &self,
+        py: Python<'_>,
+        provider: &str,
+        subjects: Option<&Bound<'_, PyAny>>,
+        meta: Option<&Bound<'_, PyDict>>,
+        ttl: Option<f64>,
+        batched: bool,
+    ) -> PyResult<CallTemplate> {
+        Ok(CallTemplate {
+            tracker: self.tracker.clone(),
+            ctx: guard_context(py, provider, subjects, meta, ttl, batched)?,
+            asynchronous: self.asynchronous,
         })
     }
 
@@ -821,4 +823,64 @@ impl NativeTracker {
             self.asynchronous
         )
     }
+}
+
+/// `begin_call`'s context: the provider, the quota subjects (by default the call's user and
+/// tags, from `meta`), what to record with the event, the hold's TTL and batching.
+fn guard_context(
+    py: Python<'_>,
+    provider: &str,
+    subjects: Option<&Bound<'_, PyAny>>,
+    meta: Option<&Bound<'_, PyDict>>,
+    ttl: Option<f64>,
+    batched: bool,
+) -> PyResult<GuardContext> {
+    let p: Provider = provider.parse().py(py)?;
+    let meta = meta_arg(meta)?;
+    // Without explicit subjects: the call's user and tags.
+    let subjects = match subjects {
+        Some(s) if !s.is_none() => subjects_arg(Some(s))?,
+        _ => Subject::for_call(meta.user_id.as_deref(), &meta.tags),
+    };
+    Ok(GuardContext {
+        provider: Some(p),
+        subjects,
+        meta,
+        ttl: ttl_arg(py, ttl)?,
+        batched,
+    })
+}
+
+/// What a call may use when no estimate is given: the core works out the worst case.
+pub(crate) struct CallSizeArgs {
+    pub(crate) model: Option<String>,
+    pub(crate) prompt_tokens: u64,
+    pub(crate) max_tokens: u64,
+}
+
+/// Begins a guarded call on `t`: holds the estimate (given, or the worst case of `size`) when
+/// a quota applies; the result is a `NativeCall`.
+pub(crate) async fn start_call(
+    t: Tracker,
+    ctx: GuardContext,
+    estimate: Option<CoreEstimate>,
+    size: CallSizeArgs,
+    asynchronous: bool,
+) -> Out {
+    let guard = match (estimate, size.model) {
+        (Some(e), _) => t.begin_call(ctx, &e).await?,
+        (None, Some(m)) => {
+            let size = usage_store::CallSize {
+                model: m,
+                prompt_tokens: size.prompt_tokens,
+                max_tokens: size.max_tokens,
+                ..Default::default()
+            };
+            t.begin_call_sized(ctx, &size).await?
+        }
+        (None, None) => t.begin_call(ctx, &CoreEstimate::default()).await?,
+    };
+    Ok(Box::new(move |py: Python<'_>| {
+        Ok(Py::new(py, NativeCall::new(guard, asynchronous))?.into_any())
+    }) as Conv)
 }

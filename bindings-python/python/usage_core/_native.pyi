@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 __all__ = [
     "CATALOG_VERSION",
+    "CallTemplate",
     "CostBreakdown",
     "Estimate",
     "Extracted",
@@ -367,6 +368,21 @@ class NativeTracker:
         ttl: Optional[float] = None,
         batched: bool = False,
     ) -> Any: ...
+    def call_template(
+        self,
+        provider: str,
+        *,
+        subjects: Optional[Sequence[Any]] = None,
+        meta: Optional[Dict[str, Any]] = None,
+        ttl: Optional[float] = None,
+        batched: bool = False,
+    ) -> CallTemplate: ...
+
+# begin_call's per-client arguments converted once; begin() starts a call from them (a
+# NativeCall, or an awaitable of one for the asyncio flavour).
+@final
+class CallTemplate:
+    def begin(self, model: Optional[str], prompt: Any, max_tokens: Optional[int]) -> Any: ...
 
 @final
 class NativeCall:

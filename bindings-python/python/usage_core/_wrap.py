@@ -22,7 +22,7 @@ import weakref
 from typing import Any, AsyncGenerator, AsyncIterator, Callable, Dict, Generator, Iterator, Optional, Tuple
 
 from ._errors import UsageError
-from ._native import NativeCall, NativeTracker, StreamAccumulator, approx_prompt_tokens
+from ._native import CallTemplate, NativeCall, NativeTracker, StreamAccumulator, approx_prompt_tokens
 
 log = logging.getLogger("usage_core")
 
@@ -80,6 +80,9 @@ class _Recorder:
         self.user_id = user_id
         self.tags = tags or {}
         self.identity = identity
+        # Outside a `tracker.context(...)` block every call has the client's own user and tags:
+        # converted once per provider, not on every call (the wrapper's per-call cost counts).
+        self._templates: Dict[str, CallTemplate] = {}
 
     def who(self) -> Tuple[Optional[str], Dict[str, str]]:
         ctx = self.identity.get()
@@ -88,22 +91,39 @@ class _Recorder:
         tags.update(self.tags)
         return user, tags
 
-    def begin_args(self, api: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    def meta(self) -> Dict[str, Any]:
         user, tags = self.who()
-        model = kwargs.get("model")
-        model = model if isinstance(model, str) else None
-        prompt = approx_prompt_tokens([kwargs.get(k) for k in _PROMPT_KEYS[api]])
-        max_tokens = next(
-            (m for m in (_int(kwargs.get(k)) for k in _MAX_KEYS[api]) if m is not None), None
-        )
-        meta: Dict[str, Any] = {"tags": tags}
+        m: Dict[str, Any] = {"tags": tags}
         if user:
-            meta["user_id"] = user
+            m["user_id"] = user
+        return m
+
+    def begin(self, provider: str, api: str, kwargs: Dict[str, Any]) -> Any:
+        """Starts the guarded call for a request (a ``NativeCall``, or an awaitable of one on an
+        async client): reserves its worst-case estimate when a quota applies
+        (``QuotaExceededError`` here, before anything is sent)."""
+        model = kwargs.get("model")
+        if not isinstance(model, str):
+            model = None
+        prompt = [kwargs.get(k) for k in _PROMPT_KEYS[api]]
+        max_tokens = None
+        for k in _MAX_KEYS[api]:
+            max_tokens = _int(kwargs.get(k))
+            if max_tokens is not None:
+                break
+        if self.identity.get() is None:
+            template = self._templates.get(provider)
+            if template is None:
+                template = self.native.call_template(provider, meta=self.meta(), batched=True)
+                self._templates[provider] = template
+            return template.begin(model, prompt, max_tokens)
+        meta = self.meta()
         if model:
             meta["model"] = model
-        return dict(
+        return self.native.begin_call(
+            provider,
             model=model,
-            prompt_tokens=prompt,
+            prompt_tokens=approx_prompt_tokens(prompt),
             max_tokens=max_tokens,
             meta=meta,
             batched=True,
@@ -273,7 +293,7 @@ def _sync_create(rec: _Recorder, provider: str, api: str, orig: Callable[..., An
             if not (isinstance(opts, dict) and opts.get("include_usage")):
                 kwargs["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
                 hide = True
-        call: NativeCall = rec.native.begin_call(provider, **rec.begin_args(api, kwargs))
+        call: NativeCall = rec.begin(provider, api, kwargs)
         try:
             resp = orig(*args, **kwargs)
         except BaseException as e:
@@ -281,7 +301,10 @@ def _sync_create(rec: _Recorder, provider: str, api: str, orig: Callable[..., An
             raise
         if kwargs.get("stream") is True:
             return _hook_sync_stream(resp, call, provider, api, hide)
-        _quiet(call.succeed, resp, result=False)
+        try:
+            call.succeed(resp, False)  # result=False: nothing to convert back
+        except UsageError:
+            log.exception("usage_core: recording a call failed")
         return resp
 
     return create
@@ -296,7 +319,7 @@ def _async_create(rec: _Recorder, provider: str, api: str, orig: Callable[..., A
             if not (isinstance(opts, dict) and opts.get("include_usage")):
                 kwargs["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
                 hide = True
-        call: NativeCall = await rec.native.begin_call(provider, **rec.begin_args(api, kwargs))
+        call: NativeCall = await rec.begin(provider, api, kwargs)
         try:
             resp = await orig(*args, **kwargs)
         except BaseException as e:
@@ -323,7 +346,7 @@ def _tracked_manager(cls: type, is_async: bool) -> type:
 
         async def __aenter__(self: Any) -> Any:
             rec, kwargs = self._usage_core
-            call = await rec.native.begin_call("anthropic", **rec.begin_args("anthropic", kwargs))
+            call = await rec.begin("anthropic", "anthropic", kwargs)
             try:
                 ms = await cls.__aenter__(self)  # type: ignore[attr-defined]
             except BaseException as e:
@@ -337,7 +360,7 @@ def _tracked_manager(cls: type, is_async: bool) -> type:
 
         def __enter__(self: Any) -> Any:
             rec, kwargs = self._usage_core
-            call = rec.native.begin_call("anthropic", **rec.begin_args("anthropic", kwargs))
+            call = rec.begin("anthropic", "anthropic", kwargs)
             try:
                 ms = cls.__enter__(self)  # type: ignore[attr-defined]
             except BaseException as e:
@@ -366,12 +389,7 @@ def _batch_results(rec: _Recorder, orig: Callable[..., Any], is_async: bool) -> 
     """Each result line is recorded as it is read (succeeded ones with their usage; errored,
     canceled and expired ones as errors); reading the results twice records them once."""
 
-    def meta() -> Dict[str, Any]:
-        user, tags = rec.who()
-        m: Dict[str, Any] = {"tags": tags}
-        if user:
-            m["user_id"] = user
-        return m
+    meta = rec.meta
 
     if is_async:
 
