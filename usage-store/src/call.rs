@@ -49,25 +49,37 @@ impl Tracker {
     /// # Ok::<_, usage_core::Error>(()) }).unwrap();
     /// ```
     pub async fn begin_call(&self, ctx: GuardContext, estimate: &Estimate) -> Result<CallGuard> {
-        if ctx.provider.is_none() {
-            return Err(Error::argument(
-                "provider",
-                "a guarded call needs its provider",
-            ));
-        }
+        needs_provider(&ctx)?;
         let reservation = if self.applicable(&ctx.subjects).await?.is_empty() {
             None
         } else {
             Some(self.reserve(&ctx.subjects, estimate, ctx.ttl).await?)
         };
-        Ok(CallGuard {
+        Ok(self.started_call(ctx, reservation))
+    }
+
+    /// A guard for a call starting now, holding `reservation` when a quota applied.
+    fn started_call(&self, ctx: GuardContext, reservation: Option<Reservation>) -> CallGuard {
+        CallGuard {
             tracker: self.clone(),
             ctx,
             reservation,
             started: Instant::now(),
             first_token: Mutex::new(None),
             finished: Mutex::new(false),
-        })
+        }
+    }
+}
+
+/// A guarded call is recorded under its provider, so it must name one (checked before anything
+/// is reserved).
+fn needs_provider(ctx: &GuardContext) -> Result<()> {
+    match ctx.provider {
+        Some(_) => Ok(()),
+        None => Err(Error::argument(
+            "provider",
+            "a guarded call needs its provider",
+        )),
     }
 }
 
@@ -93,7 +105,13 @@ impl Tracker {
     /// its event will be recorded unpriced (counted by token and request quotas, not by cost
     /// ones): the call is refused with `UnknownModel` only when a hard cost quota applies, and
     /// otherwise goes ahead holding its tokens and one request.
+    /// With no quota to enforce, nothing is estimated.
     pub async fn begin_call_sized(&self, ctx: GuardContext, size: &CallSize) -> Result<CallGuard> {
+        needs_provider(&ctx)?;
+        let quotas = self.applicable(&ctx.subjects).await?;
+        if quotas.is_empty() {
+            return Ok(self.started_call(ctx, None));
+        }
         let at = size.at.unwrap_or_else(chrono::Utc::now);
         let estimate = match usage_core::quota::estimate::worst_case(
             &self.catalog(),
@@ -105,9 +123,7 @@ impl Tracker {
         ) {
             Ok(e) => e,
             Err(Error::UnknownModel { model }) => {
-                let priced_limit = self
-                    .applicable(&ctx.subjects)
-                    .await?
+                let priced_limit = quotas
                     .iter()
                     .any(|q| q.hard && q.metric == usage_core::quota::QuotaMetric::Cost);
                 if priced_limit {
