@@ -297,3 +297,55 @@ impl CallGuard {
         Ok(recorded.remove(0))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use usage_core::quota::{Quota, QuotaMetric, Subject, Window};
+
+    use super::*;
+
+    /// A call without a provider is refused before anything is held, whether the estimate is
+    /// given or worked out, and whether or not a quota applies.
+    #[tokio::test]
+    async fn a_call_without_a_provider_is_refused_before_anything_is_held() {
+        let tracker = Tracker::open("memory://").await.expect("open");
+        let ctx = || GuardContext {
+            subjects: vec![Subject::user("u")],
+            ..Default::default()
+        };
+        let size = CallSize {
+            model: "claude-haiku-4-5".into(),
+            prompt_tokens: 100,
+            max_tokens: 100,
+            ..Default::default()
+        };
+        for with_quota in [false, true] {
+            if with_quota {
+                let q = Quota::new(
+                    "q",
+                    Subject::user("u"),
+                    QuotaMetric::Requests,
+                    10,
+                    Window::Day,
+                );
+                tracker.set_quota(q).await.expect("quota");
+            }
+            for sized in [false, true] {
+                let started = if sized {
+                    tracker.begin_call_sized(ctx(), &size).await
+                } else {
+                    tracker.begin_call(ctx(), &Estimate::default()).await
+                };
+                match started {
+                    Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "provider"),
+                    other => panic!("expected a provider error, got {:?}", other.map(|_| ())),
+                }
+            }
+        }
+        let status = tracker
+            .quota_status(&[Subject::user("u")])
+            .await
+            .expect("status");
+        assert_eq!(status[0].held, 0.into());
+    }
+}
