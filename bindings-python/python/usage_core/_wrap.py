@@ -301,10 +301,7 @@ def _sync_create(rec: _Recorder, provider: str, api: str, orig: Callable[..., An
             raise
         if kwargs.get("stream") is True:
             return _hook_sync_stream(resp, call, provider, api, hide)
-        try:
-            call.succeed(resp, False)  # result=False: nothing to convert back
-        except UsageError:
-            log.exception("usage_core: recording a call failed")
+        _quiet(call.succeed, resp, False)  # result=False: nothing to convert back
         return resp
 
     return create
