@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 use rust_decimal::Decimal;
 use serde_json::{Map, Number, Value};
 use usage_core::quota::{Subject, Window};
@@ -147,7 +147,7 @@ pub(crate) fn py_to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     }
     if obj.hasattr("model_dump")? {
         if let Some(data) = pydantic_json(obj)? {
-            return py_to_json(&data);
+            return Ok(data);
         }
         let kw = PyDict::new(py);
         kw.set_item("mode", "json")?;
@@ -170,10 +170,11 @@ pub(crate) fn py_to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
 }
 
 /// A pydantic (v2) model whose `model_dump` is pydantic's own, as JSON data: what
-/// `model_dump(mode="json")` returns, taken from the model's serializer directly (that is all
-/// `model_dump` does, after a costly pass over its arguments; the SDK wrappers read every
-/// response this way, so it is on their hot path). `None` for anything else.
-fn pydantic_json<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+/// `model_dump(mode="json")` returns, serialised by the model's own serializer straight to JSON
+/// text (`to_json`) and parsed here, so no Python dict or string is built on the way. The SDK
+/// wrappers read every response this way, so it is on their hot path. `None` for anything
+/// else.
+fn pydantic_json(obj: &Bound<'_, PyAny>) -> PyResult<Option<Value>> {
     let py = obj.py();
     let ty = obj.get_type();
     let Ok(serializer) = ty.getattr(intern!(py, "__pydantic_serializer__")) else {
@@ -194,11 +195,22 @@ fn pydantic_json<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyA
     {
         return Ok(None);
     }
+    // Warnings off: a value that does not match its declared type (the SDKs' generic parsed
+    // outputs) is serialised as it is, which is all a reading needs, and the caller's program
+    // does not see warnings about our reading its response.
     let kw = PyDict::new(py);
-    kw.set_item(intern!(py, "mode"), intern!(py, "json"))?;
-    serializer
-        .call_method(intern!(py, "to_python"), (obj,), Some(&kw))
+    kw.set_item(intern!(py, "warnings"), false)?;
+    let text = serializer.call_method(intern!(py, "to_json"), (obj,), Some(&kw))?;
+    let bytes = text.cast::<PyBytes>()?;
+    serde_json::from_slice(bytes.as_bytes())
         .map(Some)
+        .map_err(|e| {
+            argument(
+                py,
+                "response",
+                format!("pydantic serialised it to invalid JSON: {e}"),
+            )
+        })
 }
 
 /// An aware `datetime` as a UTC instant; a naive one, or anything else, is an
