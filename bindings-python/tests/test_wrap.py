@@ -11,6 +11,7 @@ from typing import Any, Callable, List
 
 import anthropic
 import openai
+import pydantic
 import pytest
 
 from fake_provider import (
@@ -214,6 +215,85 @@ def test_openai_responses_create_and_stream(tracker: Tracker, fake: FakeProvider
     assert types == ["response.created", "response.output_text.delta", "response.completed"]
     evs = {e.id: e for e in events(tracker)}
     assert evs["resp_1"].usage.output == 500 and evs["resp_s"].usage.input == 1000
+
+
+class Greeting(pydantic.BaseModel):
+    greeting: str
+
+
+# Reading a parsed response must not warn in the caller's program (pydantic warns when it
+# serialises the SDKs' generic `parsed` fields).
+@pytest.mark.filterwarnings("error::UserWarning")
+def test_beta_structured_output_and_stream_helpers_are_recorded(tracker: Tracker, fake: FakeProvider) -> None:
+    """Every way the SDKs offer to make a call is recorded, and each helper returns what it
+    returns on a plain client (the OpenAI `.stream()` helpers pass their unset arguments as
+    `Omit` sentinels, which must not break the wrapper)."""
+    tracker.set_quota("q", subject="user:kim", metric="cost", limit=100, window="day")
+    a = tracker.wrap(sync_anthropic(fake), user_id="kim")
+    o = tracker.wrap(sync_openai(fake), user_id="kim")
+    fake.script({"json": anthropic_message(id="msg_beta")})
+    assert a.beta.messages.create(model="claude-sonnet-4-6", max_tokens=10, messages=MSGS).id == "msg_beta"
+    fake.script({"sse": anthropic_sse(id="msg_beta_stream")})
+    with a.beta.messages.stream(model="claude-sonnet-4-6", max_tokens=10, messages=MSGS) as s:
+        assert s.get_final_message().id == "msg_beta_stream"
+    fake.script({"json": anthropic_message(id="msg_parse", text='{"greeting": "hi"}')})
+    parsed = a.messages.parse(model="claude-sonnet-4-6", max_tokens=10, messages=MSGS, output_format=Greeting)
+    assert parsed.parsed_output == Greeting(greeting="hi")
+
+    chat = openai_chat(id="chatcmpl-parse")
+    chat["choices"][0]["message"]["content"] = '{"greeting": "hi"}'
+    fake.script({"json": chat})
+    done = o.chat.completions.parse(model="gpt-4o", messages=MSGS, response_format=Greeting)
+    assert done.choices[0].message.parsed == Greeting(greeting="hi")
+    fake.script({"sse": openai_chat_sse(id="chatcmpl-helper"), "named": False})
+    with o.chat.completions.stream(model="gpt-4o", messages=MSGS) as cs:
+        assert cs.get_final_completion().choices[0].message.content == "Hello"
+    resp = openai_response(id="resp_parse")
+    resp["output"][0]["content"][0]["text"] = '{"greeting": "hi"}'
+    fake.script({"json": resp})
+    assert o.responses.parse(model="gpt-4o", input="hi", text_format=Greeting).output_parsed == Greeting(greeting="hi")
+    # The stream helper follows the output items, so this stream announces its item and part.
+    sse = openai_response_sse(id="resp_helper")
+    item = {"type": "message", "id": "msg_1", "role": "assistant", "status": "in_progress", "content": []}
+    sse[1:1] = [
+        json.dumps({"type": "response.output_item.added", "sequence_number": 1, "output_index": 0, "item": item}),
+        json.dumps({"type": "response.content_part.added", "sequence_number": 1, "item_id": "msg_1", "output_index": 0,
+                    "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}),
+    ]
+    fake.script({"sse": sse, "named": False})
+    with o.responses.stream(model="gpt-4o", input="hi") as rs:
+        assert rs.get_final_response().id == "resp_helper"
+
+    evs = {e.id: e for e in events(tracker)}
+    for mid in ("msg_beta", "msg_beta_stream", "msg_parse", "chatcmpl-parse", "chatcmpl-helper", "resp_parse", "resp_helper"):
+        assert evs[mid].status == "success" and evs[mid].user_id == "kim", mid
+        assert evs[mid].usage.input + evs[mid].usage.cache_read == 1000, mid
+    assert len(evs) == 7
+    (st,) = tracker.quota_status(["user:kim"])
+    assert st.held == 0 and st.used > 0, "every call reserved, committed and dropped its hold"
+
+
+def test_async_beta_structured_output_and_stream_helpers_are_recorded(tracker: Tracker, fake: FakeProvider) -> None:
+    async def main() -> None:
+        a = tracker.wrap(anthropic.AsyncAnthropic(api_key="t", base_url=fake.url, max_retries=0), user_id="lee")
+        fake.script({"json": anthropic_message(id="msg_abeta")},
+                    {"json": anthropic_message(id="msg_aparse", text='{"greeting": "hi"}')})
+        assert (await a.beta.messages.create(model="claude-sonnet-4-6", max_tokens=10, messages=MSGS)).id == "msg_abeta"
+        parsed = await a.messages.parse(model="claude-sonnet-4-6", max_tokens=10, messages=MSGS, output_format=Greeting)
+        assert parsed.parsed_output == Greeting(greeting="hi")
+        o = tracker.wrap(openai.AsyncOpenAI(api_key="t", base_url=fake.url + "/v1", max_retries=0), user_id="lee")
+        chat = openai_chat(id="chatcmpl-aparse")
+        chat["choices"][0]["message"]["content"] = '{"greeting": "hi"}'
+        fake.script({"json": chat}, {"sse": openai_chat_sse(id="chatcmpl-ahelper"), "named": False})
+        done = await o.chat.completions.parse(model="gpt-4o", messages=MSGS, response_format=Greeting)
+        assert done.choices[0].message.parsed == Greeting(greeting="hi")
+        async with o.chat.completions.stream(model="gpt-4o", messages=MSGS) as cs:
+            assert (await cs.get_final_completion()).choices[0].message.content == "Hello"
+
+    asyncio.run(main())
+    evs = {e.id: e for e in events(tracker)}
+    assert sorted(evs) == ["chatcmpl-ahelper", "chatcmpl-aparse", "msg_abeta", "msg_aparse"]
+    assert all(e.status == "success" and e.user_id == "lee" for e in evs.values())
 
 
 def test_async_clients(tracker: Tracker, fake: FakeProvider) -> None:

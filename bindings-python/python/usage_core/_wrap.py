@@ -2,7 +2,11 @@
 
 The wrapped client is a copy of the caller's (``client.with_options()``, sharing its HTTP
 connection pool) of the very same class, whose call methods are replaced on the resource
-instances only; everything else is untouched. Each call: reserve the core's worst-case estimate
+instances only; everything else is untouched. Hooked: Anthropic ``messages.create``,
+``.parse``, ``.stream`` and ``.batches.results``, the same under ``client.beta.messages``;
+OpenAI ``chat.completions.create`` and ``.parse`` (also under ``client.beta.chat``) and
+``responses.create`` and ``.parse``. The SDKs' ``.stream()`` helpers for OpenAI go through
+``create``. Each call: reserve the core's worst-case estimate
 against the quotas of its user and tags (``QuotaExceededError`` before any request is sent),
 make the call, then record its usage with latency through the core's ``CallGuard`` (batched
 writer when nothing is held), or record an error event and release the hold when the call
@@ -19,7 +23,7 @@ import contextvars
 import functools
 import logging
 import weakref
-from typing import Any, AsyncGenerator, AsyncIterator, Callable, Dict, Generator, Iterator, Optional, Tuple
+from typing import Any, AsyncGenerator, AsyncIterator, Callable, Dict, Generator, Iterator, Optional, Set, Tuple
 
 from ._errors import UsageError
 from ._native import CallTemplate, NativeCall, NativeTracker, StreamAccumulator, approx_prompt_tokens
@@ -105,7 +109,10 @@ class _Recorder:
         model = kwargs.get("model")
         if not isinstance(model, str):
             model = None
-        prompt = [kwargs.get(k) for k in _PROMPT_KEYS[api]]
+        # The SDKs' own helpers (`.stream()`, `.parse()`) pass every argument, the unset ones as
+        # their `Omit`/`NotGiven` sentinels, which are falsy; so are the parts that count for
+        # nothing (None, "", []).
+        prompt = [v for v in (kwargs.get(k) for k in _PROMPT_KEYS[api]) if v]
         max_tokens = None
         for k in _MAX_KEYS[api]:
             max_tokens = _int(kwargs.get(k))
@@ -445,17 +452,37 @@ def wrap_client(
     rec = _Recorder(native.flavour(is_async), user_id, tags, identity)
     wrapped = client.with_options()
     make = _async_create if is_async else _sync_create
+    beta = getattr(wrapped, "beta", None)
+    hooked: Set[int] = set()
+
+    def calls(resource: Any, provider: str, api: str) -> bool:
+        """Hooks a resource's calls once (False when it was already)."""
+        if id(resource) in hooked:
+            return False
+        hooked.add(id(resource))
+        # `parse` (structured output) posts the request itself rather than through `create`.
+        for name in ("create", "parse"):
+            orig = getattr(resource, name, None)
+            if orig is not None:
+                setattr(resource, name, make(rec, provider, api, orig))
+        return True
+
     if family == "anthropic":
-        messages = wrapped.messages
-        messages.create = make(rec, "anthropic", "anthropic", messages.create)
-        messages.stream = _stream_method(rec, messages.stream, is_async)
-        batches = messages.batches
-        batches.results = _batch_results(rec, batches.results, is_async)
+        # `client.beta.messages` is a resource of its own (beta features, same responses).
+        for messages in (wrapped.messages, getattr(beta, "messages", None)):
+            if messages is None or not calls(messages, "anthropic", "anthropic"):
+                continue
+            messages.stream = _stream_method(rec, messages.stream, is_async)
+            batches = getattr(messages, "batches", None)
+            if batches is not None:
+                batches.results = _batch_results(rec, batches.results, is_async)
     else:
-        completions = wrapped.chat.completions
-        completions.create = make(rec, "openai", "openai.chat", completions.create)
-        responses = wrapped.responses
-        responses.create = make(rec, "openai", "openai.responses", responses.create)
+        # `chat.completions.stream()` and `responses.stream()` go through `create`; older SDKs
+        # keep `parse` and `stream` under `client.beta.chat`.
+        for chat in (wrapped.chat, getattr(beta, "chat", None)):
+            if chat is not None:
+                calls(chat.completions, "openai", "openai.chat")
+        calls(wrapped.responses, "openai", "openai.responses")
 
     copy = type(wrapped).copy
 
