@@ -296,6 +296,36 @@ def test_async_beta_structured_output_and_stream_helpers_are_recorded(tracker: T
     assert all(e.status == "success" and e.user_id == "lee" for e in evs.values())
 
 
+def test_raw_and_streaming_response_calls_are_recorded(tracker: Tracker, fake: FakeProvider) -> None:
+    """`with_raw_response` (to read headers) and `with_streaming_response`: the caller gets the
+    SDK's response wrapper as before, its `parse()` the same object the wrapper read usage from."""
+    a = tracker.wrap(sync_anthropic(fake), user_id="max")
+    o = tracker.wrap(sync_openai(fake), user_id="max")
+    fake.script({"json": anthropic_message(id="msg_raw")})
+    raw = a.messages.with_raw_response.create(model="claude-sonnet-4-6", max_tokens=10, messages=MSGS)
+    assert raw.http_response.status_code == 200 and raw.parse().id == "msg_raw" and raw.parse() is raw.parse()
+    fake.script({"sse": anthropic_sse(id="msg_raw_stream")})
+    raw = a.messages.with_raw_response.create(model="claude-sonnet-4-6", max_tokens=10, messages=MSGS, stream=True)
+    assert [ev.type for ev in raw.parse()][-1] == "message_stop"
+    fake.script({"json": openai_chat(id="chatcmpl-raw")})
+    raw = o.chat.completions.with_raw_response.create(model="gpt-4o", messages=MSGS)
+    assert raw.parse().choices[0].message.content == "Hi"
+    fake.script({"json": anthropic_message(id="msg_streaming_response")})
+    with a.messages.with_streaming_response.create(model="claude-sonnet-4-6", max_tokens=10, messages=MSGS) as r:
+        assert r.parse().id == "msg_streaming_response"
+
+    async def main() -> None:
+        aa = tracker.wrap(anthropic.AsyncAnthropic(api_key="t", base_url=fake.url, max_retries=0), user_id="max")
+        fake.script({"json": anthropic_message(id="msg_araw")})
+        araw = await aa.messages.with_raw_response.create(model="claude-sonnet-4-6", max_tokens=10, messages=MSGS)
+        assert (await araw.parse()).id == "msg_araw"
+
+    asyncio.run(main())
+    evs = {e.id: e for e in events(tracker)}
+    assert sorted(evs) == ["chatcmpl-raw", "msg_araw", "msg_raw", "msg_raw_stream", "msg_streaming_response"]
+    assert all(e.status == "success" and e.user_id == "max" for e in evs.values())
+
+
 def test_async_clients(tracker: Tracker, fake: FakeProvider) -> None:
     async def main() -> None:
         aw = tracker.wrap(anthropic.AsyncAnthropic(api_key="t", base_url=fake.url, max_retries=0), user_id="ivy")

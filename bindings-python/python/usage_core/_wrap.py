@@ -6,7 +6,7 @@ instances only; everything else is untouched. Hooked: Anthropic ``messages.creat
 ``.parse``, ``.stream`` and ``.batches.results``, the same under ``client.beta.messages``;
 OpenAI ``chat.completions.create`` and ``.parse`` (also under ``client.beta.chat``) and
 ``responses.create`` and ``.parse``. The SDKs' ``.stream()`` helpers for OpenAI go through
-``create``. Each call: reserve the core's worst-case estimate
+``create``, and so do ``with_raw_response`` / ``with_streaming_response`` calls. Each call: reserve the core's worst-case estimate
 against the quotas of its user and tags (``QuotaExceededError`` before any request is sent),
 make the call, then record its usage with latency through the core's ``CallGuard`` (batched
 writer when nothing is held), or record an error event and release the hold when the call
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import inspect
 import logging
 import weakref
 from typing import Any, AsyncGenerator, AsyncIterator, Callable, Dict, Generator, Iterator, Optional, Set, Tuple
@@ -276,6 +277,16 @@ def _hook_async_stream(obj: Any, call: NativeCall, provider: str, api: str, hide
     return obj
 
 
+def _body(resp: Any) -> Any:
+    """The response object itself, or for ``with_raw_response`` / ``with_streaming_response``
+    calls the SDK's parsed body or stream (or an awaitable of it): ``parse()`` caches what it
+    returns, so the caller's own ``parse()`` gets the very same object (a stream hooked like any
+    other) and the body is read once."""
+    if hasattr(resp, "http_response") and callable(getattr(resp, "parse", None)):
+        return resp.parse()
+    return resp
+
+
 def _quiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     """Records without ever breaking the caller's call: a recording failure is logged."""
     try:
@@ -306,9 +317,15 @@ def _sync_create(rec: _Recorder, provider: str, api: str, orig: Callable[..., An
         except BaseException as e:
             _quiet(call.fail, _error_type(e), str(e), result=False)
             raise
+        try:
+            body = _body(resp)
+        except Exception as e:  # an unreadable raw body: the caller meets it in its own parse()
+            _quiet(call.fail, _error_type(e), str(e), result=False)
+            return resp
         if kwargs.get("stream") is True:
-            return _hook_sync_stream(resp, call, provider, api, hide)
-        _quiet(call.succeed, resp, False)  # result=False: nothing to convert back
+            _hook_sync_stream(body, call, provider, api, hide)
+        else:
+            _quiet(call.succeed, body, False)  # result=False: nothing to convert back
         return resp
 
     return create
@@ -329,9 +346,17 @@ def _async_create(rec: _Recorder, provider: str, api: str, orig: Callable[..., A
         except BaseException as e:
             await _aquiet(call.fail, _error_type(e), str(e), result=False)
             raise
+        try:
+            body = _body(resp)
+            if inspect.isawaitable(body):
+                body = await body
+        except Exception as e:
+            await _aquiet(call.fail, _error_type(e), str(e), result=False)
+            return resp
         if kwargs.get("stream") is True:
-            return _hook_async_stream(resp, call, provider, api, hide)
-        await _aquiet(call.succeed, resp, result=False)
+            _hook_async_stream(body, call, provider, api, hide)
+        else:
+            await _aquiet(call.succeed, body, result=False)
         return resp
 
     return create
