@@ -23,7 +23,7 @@ from fake_provider import (
     openai_response,
     openai_response_sse,
 )
-from usage_core import QuotaExceededError, Tracker, UnknownModelError, UsageEvent
+from usage_core import InvalidArgumentError, QuotaExceededError, Tracker, UnknownModelError, UsageEvent
 
 MSGS = [{"role": "user", "content": "Say hello"}]
 
@@ -324,6 +324,36 @@ def test_raw_and_streaming_response_calls_are_recorded(tracker: Tracker, fake: F
     evs = {e.id: e for e in events(tracker)}
     assert sorted(evs) == ["chatcmpl-raw", "msg_araw", "msg_raw", "msg_raw_stream", "msg_streaming_response"]
     assert all(e.status == "success" and e.user_id == "max" for e in evs.values())
+
+
+def test_provider_of_bedrock_vertex_and_openai_compatible_clients(tracker: Tracker, fake: FakeProvider) -> None:
+    """The provider a call is priced as: Vertex and Bedrock clients are recognised (sync and
+    async), an OpenAI client pointed at an OpenAI-compatible API says which one; anything a
+    client's responses cannot be is refused."""
+    v = tracker.wrap(anthropic.AnthropicVertex(region="us-east5", project_id="p", access_token="t", base_url=fake.url, max_retries=0), user_id="ned")
+    fake.script({"json": anthropic_message(id="msg_vertex")})
+    v.messages.create(model="claude-sonnet-4-6", max_tokens=10, messages=MSGS)
+    d = tracker.wrap(openai.OpenAI(api_key="t", base_url=fake.url + "/v1", max_retries=0), user_id="ned", provider="deepseek")
+    fake.script({"json": openai_chat(id="chatcmpl-deepseek", model="deepseek-chat")})
+    d.chat.completions.create(model="deepseek-chat", messages=MSGS)
+
+    async def main() -> None:
+        av = tracker.wrap(anthropic.AsyncAnthropicVertex(region="us-east5", project_id="p", access_token="t", base_url=fake.url, max_retries=0), user_id="ned")
+        fake.script({"json": anthropic_message(id="msg_avertex")})
+        await av.messages.create(model="claude-sonnet-4-6", max_tokens=10, messages=MSGS)
+
+    asyncio.run(main())
+    evs = {e.id: e for e in events(tracker)}
+    assert {i: (e.provider, e.context.platform) for i, e in evs.items()} == {
+        "msg_vertex": ("anthropic", "vertex"),
+        "msg_avertex": ("anthropic", "vertex"),
+        "chatcmpl-deepseek": ("deepseek", None),
+    }
+    assert all(e.status == "success" and e.cost is not None and e.cost.total > 0 for e in evs.values())
+    with pytest.raises(InvalidArgumentError, match="openai, deepseek, mistral, xai, not 'gemini'"):
+        tracker.wrap(sync_openai(fake), provider="gemini")
+    with pytest.raises(InvalidArgumentError, match="anthropic, bedrock, vertex, not 'openai'"):
+        tracker.wrap(sync_anthropic(fake), provider="openai")
 
 
 def test_async_clients(tracker: Tracker, fake: FakeProvider) -> None:

@@ -282,15 +282,22 @@ class _Common:
         finally:
             _IDENTITY.reset(token)
 
-    def wrap(self, client: ClientT, *, user_id: Optional[str] = None, tags: Optional[Mapping[str, str]] = None) -> ClientT:
+    def wrap(self, client: ClientT, *, user_id: Optional[str] = None, tags: Optional[Mapping[str, str]] = None, provider: Optional[str] = None) -> ClientT:
         """A copy of an ``anthropic.Anthropic``/``AsyncAnthropic`` or ``openai.OpenAI``/
-        ``AsyncOpenAI`` client that records every ``messages.create`` (streams included),
-        ``messages.stream``, batch result and ``chat.completions.create`` /
-        ``responses.create`` call, after reserving its worst-case estimate against the quotas
-        of its user and tags. Everything else behaves exactly as on ``client``."""
+        ``AsyncOpenAI`` client (Bedrock, Vertex and Azure clients included) that records every
+        ``messages.create``/``parse``/``stream`` (streams included), batch result and
+        ``chat.completions`` / ``responses`` ``create``/``parse``/``stream`` call, after
+        reserving its worst-case estimate against the quotas of its user and tags. Everything
+        else behaves exactly as on ``client``.
+
+        ``provider`` prices the calls: by default the SDK's own (``bedrock``/``vertex`` for
+        those Anthropic clients); ``deepseek``, ``mistral`` or ``xai`` for an OpenAI client
+        pointed at their OpenAI-compatible APIs."""
         from ._wrap import wrap_client
 
-        wrapped: ClientT = wrap_client(self._n, client, user_id=user_id, tags=dict(tags) if tags else None, identity=_IDENTITY)
+        wrapped: ClientT = wrap_client(
+            self._n, client, user_id=user_id, tags=dict(tags) if tags else None, identity=_IDENTITY, provider=provider
+        )
         return wrapped
 
 '''

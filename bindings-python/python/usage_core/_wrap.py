@@ -26,7 +26,7 @@ import logging
 import weakref
 from typing import Any, AsyncGenerator, AsyncIterator, Callable, Dict, Generator, Iterator, Optional, Set, Tuple
 
-from ._errors import UsageError
+from ._errors import InvalidArgumentError, UsageError
 from ._native import CallTemplate, NativeCall, NativeTracker, StreamAccumulator, approx_prompt_tokens
 
 log = logging.getLogger("usage_core")
@@ -77,17 +77,19 @@ class _Recorder:
     def __init__(
         self,
         native: NativeTracker,
+        provider: str,
         user_id: Optional[str],
         tags: Optional[Dict[str, str]],
         identity: contextvars.ContextVar[Any],
     ) -> None:
         self.native = native
+        self.provider = provider
         self.user_id = user_id
         self.tags = tags or {}
         self.identity = identity
         # Outside a `tracker.context(...)` block every call has the client's own user and tags:
-        # converted once per provider, not on every call (the wrapper's per-call cost counts).
-        self._templates: Dict[str, CallTemplate] = {}
+        # converted once, not on every call (the wrapper's per-call cost counts).
+        self._template: Optional[CallTemplate] = None
 
     def who(self) -> Tuple[Optional[str], Dict[str, str]]:
         ctx = self.identity.get()
@@ -103,7 +105,7 @@ class _Recorder:
             m["user_id"] = user
         return m
 
-    def begin(self, provider: str, api: str, kwargs: Dict[str, Any]) -> Any:
+    def begin(self, api: str, kwargs: Dict[str, Any]) -> Any:
         """Starts the guarded call for a request (a ``NativeCall``, or an awaitable of one on an
         async client): reserves its worst-case estimate when a quota applies
         (``QuotaExceededError`` here, before anything is sent)."""
@@ -120,16 +122,14 @@ class _Recorder:
             if max_tokens is not None:
                 break
         if self.identity.get() is None:
-            template = self._templates.get(provider)
-            if template is None:
-                template = self.native.call_template(provider, meta=self.meta(), batched=True)
-                self._templates[provider] = template
-            return template.begin(model, prompt, max_tokens)
+            if self._template is None:
+                self._template = self.native.call_template(self.provider, meta=self.meta(), batched=True)
+            return self._template.begin(model, prompt, max_tokens)
         meta = self.meta()
         if model:
             meta["model"] = model
         return self.native.begin_call(
-            provider,
+            self.provider,
             model=model,
             prompt_tokens=approx_prompt_tokens(prompt),
             max_tokens=max_tokens,
@@ -302,7 +302,7 @@ async def _aquiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         log.exception("usage_core: recording a call failed")
 
 
-def _sync_create(rec: _Recorder, provider: str, api: str, orig: Callable[..., Any]) -> Callable[..., Any]:
+def _sync_create(rec: _Recorder, api: str, orig: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(orig)
     def create(*args: Any, **kwargs: Any) -> Any:
         hide = False
@@ -311,7 +311,7 @@ def _sync_create(rec: _Recorder, provider: str, api: str, orig: Callable[..., An
             if not (isinstance(opts, dict) and opts.get("include_usage")):
                 kwargs["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
                 hide = True
-        call: NativeCall = rec.begin(provider, api, kwargs)
+        call: NativeCall = rec.begin(api, kwargs)
         try:
             resp = orig(*args, **kwargs)
         except BaseException as e:
@@ -323,7 +323,7 @@ def _sync_create(rec: _Recorder, provider: str, api: str, orig: Callable[..., An
             _quiet(call.fail, _error_type(e), str(e), result=False)
             return resp
         if kwargs.get("stream") is True:
-            _hook_sync_stream(body, call, provider, api, hide)
+            _hook_sync_stream(body, call, rec.provider, api, hide)
         else:
             _quiet(call.succeed, body, False)  # result=False: nothing to convert back
         return resp
@@ -331,7 +331,7 @@ def _sync_create(rec: _Recorder, provider: str, api: str, orig: Callable[..., An
     return create
 
 
-def _async_create(rec: _Recorder, provider: str, api: str, orig: Callable[..., Any]) -> Callable[..., Any]:
+def _async_create(rec: _Recorder, api: str, orig: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(orig)
     async def create(*args: Any, **kwargs: Any) -> Any:
         hide = False
@@ -340,7 +340,7 @@ def _async_create(rec: _Recorder, provider: str, api: str, orig: Callable[..., A
             if not (isinstance(opts, dict) and opts.get("include_usage")):
                 kwargs["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
                 hide = True
-        call: NativeCall = await rec.begin(provider, api, kwargs)
+        call: NativeCall = await rec.begin(api, kwargs)
         try:
             resp = await orig(*args, **kwargs)
         except BaseException as e:
@@ -354,7 +354,7 @@ def _async_create(rec: _Recorder, provider: str, api: str, orig: Callable[..., A
             await _aquiet(call.fail, _error_type(e), str(e), result=False)
             return resp
         if kwargs.get("stream") is True:
-            _hook_async_stream(body, call, provider, api, hide)
+            _hook_async_stream(body, call, rec.provider, api, hide)
         else:
             await _aquiet(call.succeed, body, result=False)
         return resp
@@ -375,13 +375,13 @@ def _tracked_manager(cls: type, is_async: bool) -> type:
 
         async def __aenter__(self: Any) -> Any:
             rec, kwargs = self._usage_core
-            call = await rec.begin("anthropic", "anthropic", kwargs)
+            call = await rec.begin("anthropic", kwargs)
             try:
                 ms = await cls.__aenter__(self)  # type: ignore[attr-defined]
             except BaseException as e:
                 await _aquiet(call.fail, _error_type(e), str(e), result=False)
                 raise
-            _hook_async_stream(ms._raw_stream, call, "anthropic", "anthropic", False)
+            _hook_async_stream(ms._raw_stream, call, rec.provider, "anthropic", False)
             return ms
 
         sub = type(cls.__name__, (cls,), {"__aenter__": __aenter__, "__module__": cls.__module__})
@@ -389,13 +389,13 @@ def _tracked_manager(cls: type, is_async: bool) -> type:
 
         def __enter__(self: Any) -> Any:
             rec, kwargs = self._usage_core
-            call = rec.begin("anthropic", "anthropic", kwargs)
+            call = rec.begin("anthropic", kwargs)
             try:
                 ms = cls.__enter__(self)  # type: ignore[attr-defined]
             except BaseException as e:
                 _quiet(call.fail, _error_type(e), str(e), result=False)
                 raise
-            _hook_sync_stream(ms._raw_stream, call, "anthropic", "anthropic", False)
+            _hook_sync_stream(ms._raw_stream, call, rec.provider, "anthropic", False)
             return ms
 
         sub = type(cls.__name__, (cls,), {"__enter__": __enter__, "__module__": cls.__module__})
@@ -429,7 +429,7 @@ def _batch_results(rec: _Recorder, orig: Callable[..., Any], is_async: bool) -> 
 
             async def follow() -> AsyncIterator[Any]:
                 async for item in inner:
-                    await _aquiet(rec.native.record_response, "anthropic", item, meta())
+                    await _aquiet(rec.native.record_response, rec.provider, item, meta())
                     yield item
 
             decoder._iterator = follow()
@@ -444,13 +444,21 @@ def _batch_results(rec: _Recorder, orig: Callable[..., Any], is_async: bool) -> 
 
         def follow() -> Iterator[Any]:
             for item in inner:
-                _quiet(rec.native.record_response, "anthropic", item, meta())
+                _quiet(rec.native.record_response, rec.provider, item, meta())
                 yield item
 
         decoder._iterator = follow()
         return decoder
 
     return results
+
+
+# The providers whose responses each SDK returns: the SDK's own first, then those it reaches
+# through another endpoint (Anthropic models on Bedrock or Vertex; OpenAI-compatible APIs).
+_PROVIDERS = {
+    "anthropic": ("anthropic", "bedrock", "vertex"),
+    "openai": ("openai", "deepseek", "mistral", "xai"),
+}
 
 
 def wrap_client(
@@ -460,27 +468,32 @@ def wrap_client(
     user_id: Optional[str],
     tags: Optional[Dict[str, str]],
     identity: contextvars.ContextVar[Any],
+    provider: Optional[str] = None,
 ) -> Any:
     family = type(client).__module__.split(".")[0]
-    if family == "anthropic":
-        import anthropic
-
-        is_async = isinstance(client, anthropic.AsyncAnthropic)
-    elif family == "openai":
-        import openai
-
-        is_async = isinstance(client, openai.AsyncOpenAI)
-    else:
+    if family not in _PROVIDERS:
         raise TypeError(
             f"wrap() takes an anthropic.Anthropic/AsyncAnthropic or openai.OpenAI/AsyncOpenAI client, not {type(client).__name__}"
         )
-    rec = _Recorder(native.flavour(is_async), user_id, tags, identity)
+    # Both SDKs build every client, Bedrock, Vertex and Azure ones included, on these bases.
+    bases = {c.__name__ for c in type(client).__mro__}
+    is_async = "AsyncAPIClient" in bases
+    if provider is None:
+        provider = "bedrock" if "BaseBedrockClient" in bases else "vertex" if "BaseVertexClient" in bases else family
+    if provider not in _PROVIDERS[family]:
+        raise InvalidArgumentError(
+            f"invalid argument `provider`: a {family} client's responses are priced as one of "
+            f"{', '.join(_PROVIDERS[family])}, not {provider!r}",
+            field="provider",
+            reason=f"must be one of {', '.join(_PROVIDERS[family])}",
+        )
+    rec = _Recorder(native.flavour(is_async), provider, user_id, tags, identity)
     wrapped = client.with_options()
     make = _async_create if is_async else _sync_create
     beta = getattr(wrapped, "beta", None)
     hooked: Set[int] = set()
 
-    def calls(resource: Any, provider: str, api: str) -> bool:
+    def calls(resource: Any, api: str) -> bool:
         """Hooks a resource's calls once (False when it was already)."""
         if id(resource) in hooked:
             return False
@@ -489,13 +502,13 @@ def wrap_client(
         for name in ("create", "parse"):
             orig = getattr(resource, name, None)
             if orig is not None:
-                setattr(resource, name, make(rec, provider, api, orig))
+                setattr(resource, name, make(rec, api, orig))
         return True
 
     if family == "anthropic":
         # `client.beta.messages` is a resource of its own (beta features, same responses).
         for messages in (wrapped.messages, getattr(beta, "messages", None)):
-            if messages is None or not calls(messages, "anthropic", "anthropic"):
+            if messages is None or not calls(messages, "anthropic"):
                 continue
             messages.stream = _stream_method(rec, messages.stream, is_async)
             batches = getattr(messages, "batches", None)
@@ -506,13 +519,15 @@ def wrap_client(
         # keep `parse` and `stream` under `client.beta.chat`.
         for chat in (wrapped.chat, getattr(beta, "chat", None)):
             if chat is not None:
-                calls(chat.completions, "openai", "openai.chat")
-        calls(wrapped.responses, "openai", "openai.responses")
+                calls(chat.completions, "openai.chat")
+        calls(wrapped.responses, "openai.responses")
 
     copy = type(wrapped).copy
 
     def rewrap(*args: Any, **kwargs: Any) -> Any:
-        return wrap_client(native, copy(wrapped, *args, **kwargs), user_id=user_id, tags=tags, identity=identity)
+        return wrap_client(
+            native, copy(wrapped, *args, **kwargs), user_id=user_id, tags=tags, identity=identity, provider=provider
+        )
 
     wrapped.copy = rewrap
     wrapped.with_options = rewrap
