@@ -6,13 +6,14 @@ instances only; everything else is untouched. Hooked: Anthropic ``messages.creat
 ``.parse``, ``.stream`` and ``.batches.results``, the same under ``client.beta.messages``;
 OpenAI ``chat.completions.create`` and ``.parse`` (also under ``client.beta.chat``) and
 ``responses.create`` and ``.parse``. The SDKs' ``.stream()`` helpers for OpenAI go through
-``create``, and so do ``with_raw_response`` / ``with_streaming_response`` calls. Each call: reserve the core's worst-case estimate
-against the quotas of its user and tags (``QuotaExceededError`` before any request is sent),
-make the call, then record its usage with latency through the core's ``CallGuard`` (batched
-writer when nothing is held), or record an error event and release the hold when the call
-fails. Streams are followed event by event into the core's ``StreamAccumulator``; a stream
-closed or dropped before its end is recorded with the usage seen so far as an error
-(``stream_abandoned``), and its hold is released.
+``create``, and so do ``with_raw_response`` / ``with_streaming_response`` calls.
+
+Each call: reserve the core's worst-case estimate against the quotas of its user and tags
+(``QuotaExceededError`` before any request is sent), make the call, then record its usage with
+latency through the core's ``CallGuard`` (batched writer when nothing is held), or record an
+error event and release the hold when the call fails. Streams are followed event by event into
+the core's ``StreamAccumulator``; a stream closed or dropped before its end is recorded with
+the usage seen so far as an error (``stream_abandoned``), and its hold is released.
 
 This module is imported on first use of ``wrap``, so ``import usage_core`` stays lean.
 """
