@@ -7,6 +7,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use usage_core::quota::estimate::{self, prompt_rule};
 use usage_store::{CallGuard, GuardContext, Recorded, Tracker};
 
 use crate::convert::{json_to_py, py_to_json};
@@ -75,7 +77,7 @@ impl CallTemplate {
         prompt: &Bound<'_, PyAny>,
         max_tokens: Option<u64>,
     ) -> PyResult<Py<PyAny>> {
-        let prompt_tokens = usage_core::quota::estimate::approx_prompt_tokens(&py_to_json(prompt)?);
+        let prompt_tokens = prompt_tokens(prompt)?;
         let mut ctx = self.ctx.clone();
         if let Some(m) = model.as_deref().filter(|m| !m.is_empty()) {
             ctx.meta.model = Some(m.to_owned());
@@ -178,9 +180,55 @@ impl NativeCall {
 /// (`usage_core::quota::estimate::approx_prompt_tokens`). For reservations only.
 #[pyfunction]
 pub(crate) fn approx_prompt_tokens(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
-    Ok(usage_core::quota::estimate::approx_prompt_tokens(
-        &py_to_json(obj)?,
-    ))
+    prompt_tokens(obj)
+}
+
+/// The core's rough prompt count, walking Python's own strings, dicts, lists and tuples where
+/// they are (a string's length is known without reading it), so a long conversation costs a
+/// few microseconds rather than a copy of all its text; anything else (an SDK object passed
+/// back as content) is converted to JSON and counted by the core.
+fn prompt_tokens(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
+    Ok(prompt_rule::tokens(prompt_chars(obj, 0)?))
+}
+
+fn prompt_chars(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<u64> {
+    if depth > prompt_rule::MAX_DEPTH {
+        return Ok(0);
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        // Code points, as the core counts `char`s.
+        return Ok(s.len()? as u64);
+    }
+    if obj.is_none()
+        || obj.cast::<PyBool>().is_ok()
+        || obj.cast::<PyInt>().is_ok()
+        || obj.cast::<PyFloat>().is_ok()
+    {
+        return Ok(0);
+    }
+    let mut n = 0;
+    if let Ok(d) = obj.cast::<PyDict>() {
+        let skipped_key = pyo3::intern!(obj.py(), prompt_rule::SKIPPED_KEY);
+        for (k, v) in d.iter() {
+            if !k.eq(skipped_key)? {
+                n += prompt_chars(&v, depth + 1)?;
+            }
+        }
+        return Ok(n);
+    }
+    if let Ok(l) = obj.cast::<PyList>() {
+        for v in l.iter() {
+            n += prompt_chars(&v, depth + 1)?;
+        }
+        return Ok(n);
+    }
+    if let Ok(t) = obj.cast::<PyTuple>() {
+        for v in t.iter() {
+            n += prompt_chars(&v, depth + 1)?;
+        }
+        return Ok(n);
+    }
+    Ok(estimate::prompt_chars(&py_to_json(obj)?, depth))
 }
 
 /// JSON text as Python data (used by tests and the vectors runner through `_native`).

@@ -407,3 +407,31 @@ def test_async_abandoned_stream_and_openai_error(tracker: Tracker, fake: FakePro
     gone = next(e for e in evs if e.error_type == "stream_abandoned")
     assert gone.id == "msg_async_gone" and gone.usage.input == 1000
     wait_for(lambda: tracker.quota_status(["user:jo"])[0].held == 0)
+
+
+def test_prompt_count_walks_python_data_by_the_core_rule() -> None:
+    """The wrapper counts a request's prompt where it lies (no copy of its text), by the core's
+    rule: characters (code points) of every string, `data` values skipped, nothing below depth
+    64, a quarter rounded up; SDK objects among the parts are counted through their JSON."""
+    from usage_core._native import approx_prompt_tokens
+
+    # The core's documented example: 50 characters, 13 tokens.
+    parts = [
+        [{"role": "user", "content": [
+            {"type": "text", "text": "Describe this"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo..."}},
+        ]}],
+        "Be brief.",
+    ]
+    assert approx_prompt_tokens(parts) == 13
+    assert approx_prompt_tokens(("é" * 7, None, 3, 2.5, True)) == 2  # 7 code points, not 14 bytes
+    deep: object = "abcd"
+    for _ in range(64):
+        deep = [deep]
+    assert approx_prompt_tokens(deep) == 1 and approx_prompt_tokens([deep]) == 0
+    block = anthropic.types.TextBlock(type="text", text="x" * 40, citations=None)
+    # Read through its JSON: "assistant", then "text" (the type) and the 40 x's: 53 characters.
+    assert approx_prompt_tokens([{"role": "assistant", "content": [block]}]) == approx_prompt_tokens(
+        [{"role": "assistant", "content": [block.model_dump(mode="json")]}]
+    ) == 14
+    assert approx_prompt_tokens(["\ud800abc"]) == 1  # a lone surrogate counts; it does not fail

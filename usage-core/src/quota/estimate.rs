@@ -153,21 +153,43 @@ pub fn worst_case(
 /// assert_eq!(approx_prompt_tokens(&parts), 13);
 /// ```
 pub fn approx_prompt_tokens(parts: &serde_json::Value) -> u64 {
-    fn chars(v: &serde_json::Value, depth: usize) -> u64 {
-        use serde_json::Value;
-        if depth > 64 {
-            return 0;
-        }
-        match v {
-            Value::String(s) => s.chars().count() as u64,
-            Value::Array(items) => items.iter().map(|x| chars(x, depth + 1)).sum(),
-            Value::Object(map) => map
-                .iter()
-                .filter(|(k, _)| k.as_str() != "data")
-                .map(|(_, x)| chars(x, depth + 1))
-                .sum(),
-            _ => 0,
-        }
+    prompt_rule::tokens(prompt_chars(parts, 0))
+}
+
+/// The parts of [`approx_prompt_tokens`]' rule, for a binding that walks its own language's
+/// prompt data directly instead of converting it to JSON first (the Python wrapper does, so a
+/// long conversation is counted without copying its text): a string counts its characters, a
+/// list or map the sum of its items' (a map's values only, [`SKIPPED_KEY`] excepted), anything
+/// else nothing; nothing below [`MAX_DEPTH`] counts.
+///
+/// [`SKIPPED_KEY`]: prompt_rule::SKIPPED_KEY
+/// [`MAX_DEPTH`]: prompt_rule::MAX_DEPTH
+pub mod prompt_rule {
+    /// The map key whose value is not counted (base64 payloads).
+    pub const SKIPPED_KEY: &str = "data";
+    /// Items deeper than this count nothing (the parts themselves are at depth 0).
+    pub const MAX_DEPTH: usize = 64;
+
+    /// Tokens for a character count: a quarter, rounded up.
+    pub fn tokens(chars: u64) -> u64 {
+        chars.div_ceil(4)
     }
-    chars(parts, 0).div_ceil(4)
+}
+
+/// The characters [`approx_prompt_tokens`] counts in `v`, found at `depth`.
+pub fn prompt_chars(v: &serde_json::Value, depth: usize) -> u64 {
+    use serde_json::Value;
+    if depth > prompt_rule::MAX_DEPTH {
+        return 0;
+    }
+    match v {
+        Value::String(s) => s.chars().count() as u64,
+        Value::Array(items) => items.iter().map(|x| prompt_chars(x, depth + 1)).sum(),
+        Value::Object(map) => map
+            .iter()
+            .filter(|(k, _)| k.as_str() != prompt_rule::SKIPPED_KEY)
+            .map(|(_, x)| prompt_chars(x, depth + 1))
+            .sum(),
+        _ => 0,
+    }
 }
