@@ -52,19 +52,21 @@ const anthropic = {
 }
 
 const openai = {
-  completion(usage = {}) {
+  completion(usage = {}, { id = 'chatcmpl-1', content = 'Hi', toolCalls } = {}) {
+    const message = { role: 'assistant', content: toolCalls ? null : content, refusal: null }
+    if (toolCalls) message.tool_calls = toolCalls
     return {
-      id: 'chatcmpl-1',
+      id,
       object: 'chat.completion',
       created: NOW,
       model: 'gpt-4o-mini',
-      choices: [{ index: 0, message: { role: 'assistant', content: 'Hi', refusal: null }, logprobs: null, finish_reason: 'stop' }],
+      choices: [{ index: 0, message, logprobs: null, finish_reason: toolCalls ? 'tool_calls' : 'stop' }],
       usage: { prompt_tokens: 1000, completion_tokens: 200, total_tokens: 1200, ...usage },
     }
   },
   /** Chat chunks as the API sends them: `usage: null` on each and a final usage chunk only when asked. */
-  chunks(includeUsage, { parts = ['Hi', ' there'], prompt = 1000, completion = 200 } = {}) {
-    const base = { id: 'chatcmpl-s1', object: 'chat.completion.chunk', created: NOW, model: 'gpt-4o-mini', system_fingerprint: null }
+  chunks(includeUsage, { id = 'chatcmpl-s1', parts = ['Hi', ' there'], prompt = 1000, completion = 200 } = {}) {
+    const base = { id, object: 'chat.completion.chunk', created: NOW, model: 'gpt-4o-mini', system_fingerprint: null }
     const u = includeUsage ? { usage: null } : {}
     const out = [
       { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }], ...u },
@@ -76,24 +78,62 @@ const openai = {
     }
     return out.map((data) => ({ data }))
   },
-  response() {
+  /** Chat chunks of a response that calls one tool (`call`: { id, name, arguments }). */
+  toolChunks(includeUsage, { id = 'chatcmpl-st', call, prompt = 1000, completion = 200 }) {
+    const base = { id, object: 'chat.completion.chunk', created: NOW, model: 'gpt-4o-mini', system_fingerprint: null }
+    const u = includeUsage ? { usage: null } : {}
+    const head = { index: 0, id: call.id, type: 'function', function: { name: call.name, arguments: '' } }
+    const out = [
+      { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: null, tool_calls: [head] }, finish_reason: null }], ...u },
+      { ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: call.arguments } }] }, finish_reason: null }], ...u },
+      { ...base, choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }], ...u },
+    ]
+    if (includeUsage) {
+      out.push({ ...base, choices: [], usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion } })
+    }
+    return out.map((data) => ({ data }))
+  },
+  response({ id = 'resp_1', text = 'Hi', input = 1000, output = 200 } = {}) {
     return {
-      id: 'resp_1',
+      id,
       object: 'response',
       created_at: NOW,
       status: 'completed',
       model: 'gpt-4o-mini',
       output: [
-        { type: 'message', id: 'msg_o1', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'Hi', annotations: [] }] },
+        { type: 'message', id: 'msg_o1', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text, annotations: [] }] },
       ],
       usage: {
-        input_tokens: 1000,
+        input_tokens: input,
         input_tokens_details: { cached_tokens: 0 },
-        output_tokens: 200,
+        output_tokens: output,
         output_tokens_details: { reasoning_tokens: 0 },
-        total_tokens: 1200,
+        total_tokens: input + output,
       },
     }
+  },
+  /**
+   * A Responses SSE stream with every event the SDK's ResponseStream needs to build its snapshot
+   * (output_item.added, content_part.added before the deltas); usage arrives in response.completed.
+   */
+  responseStream({ id = 'resp_s1', parts = ['Hi', ' there'], input = 1000, output = 200 } = {}) {
+    const done = openai.response({ id, text: parts.join(''), input, output })
+    const started = { ...done, status: 'in_progress', output: [], usage: null }
+    const item = { type: 'message', id: 'msg_o1', status: 'in_progress', role: 'assistant', content: [] }
+    const part = { type: 'output_text', text: '', annotations: [] }
+    const at = { item_id: 'msg_o1', output_index: 0, content_index: 0 }
+    const events = [
+      { type: 'response.created', response: started },
+      { type: 'response.in_progress', response: started },
+      { type: 'response.output_item.added', output_index: 0, item },
+      { type: 'response.content_part.added', ...at, part },
+      ...parts.map((delta) => ({ type: 'response.output_text.delta', ...at, delta, logprobs: [] })),
+      { type: 'response.output_text.done', ...at, text: parts.join(''), logprobs: [] },
+      { type: 'response.content_part.done', ...at, part: done.output[0].content[0] },
+      { type: 'response.output_item.done', output_index: 0, item: done.output[0] },
+      { type: 'response.completed', response: done },
+    ]
+    return events.map((data, sequence_number) => ({ event: data.type, data: { ...data, sequence_number } }))
   },
 }
 

@@ -322,3 +322,298 @@ test('the reservation uses the request max_tokens: a request that could pass the
   await assert.rejects(client.messages.create({ ...ask, max_tokens: 100000 }), (e) => e.code === 'QUOTA_EXCEEDED' && e.requested !== undefined)
   assert.equal(fake.requests.length, 1)
 })
+
+// The SDKs' other ways to send a message: beta resources, parse() and stream() helpers, tool
+// runners. Each must record every request it sends exactly once, and hand the caller what the
+// plain client hands back.
+
+/** What `call` returns on a plain client for the same canned responses, to compare against. */
+async function plain(make, steps, call) {
+  fake.script.push(...steps)
+  const out = await call(make())
+  fake.requests.length = 0
+  return out
+}
+
+/** The event stored under `id`, checked to be a success recorded for `userId`. */
+async function recorded(id, userId) {
+  await tracker.flush()
+  const e = await tracker.event(id)
+  assert.ok(e, `an event is recorded under ${id}`)
+  assert.equal(e.user_id, userId)
+  assert.equal(e.status, 'success')
+  return e
+}
+
+/** Every request the provider received is recorded, once. */
+async function recordedOnce(userId, requests) {
+  assert.equal(fake.requests.length, requests)
+  assert.equal((await totals({ user_id: userId })).requests, requests)
+}
+
+const answerSchema = {
+  type: 'object',
+  properties: { answer: { type: 'number' } },
+  required: ['answer'],
+  additionalProperties: false,
+}
+
+test('anthropic beta.messages.create is recorded and returns what the plain client returns', async () => {
+  const reply = () => ({ json: anthropic.message({}, { id: 'msg_beta' }) })
+  const params = { ...ask, betas: ['token-efficient-tools-2025-02-19'] }
+  const want = await plain(claude, [reply()], (c) => c.beta.messages.create(params))
+  fake.script.push(reply())
+  const client = tracker.wrap(claude(), { userId: 'beta-create' })
+  const got = await client.beta.messages.create(params)
+  assert.deepEqual(got, want)
+  const e = await recorded('msg_beta', 'beta-create')
+  assert.deepEqual([e.usage.input, e.usage.output], [1000, 200])
+  await recordedOnce('beta-create', 1)
+})
+
+test('anthropic beta.messages.create with stream: true is recorded when the stream ends', async () => {
+  fake.script.push({ sse: anthropic.stream({ id: 'msg_beta_s', input: 1200, output: 80 }) })
+  const client = tracker.wrap(claude(), { userId: 'beta-stream' })
+  const stream = await client.beta.messages.create({ ...ask, stream: true })
+  assert.ok(stream instanceof (require('@anthropic-ai/sdk/streaming').Stream))
+  const types = []
+  for await (const ev of stream) types.push(ev.type)
+  assert.equal(types.length, 7)
+  const e = await recorded('msg_beta_s', 'beta-stream')
+  assert.deepEqual([e.usage.input, e.usage.output], [1200, 80])
+  await recordedOnce('beta-stream', 1)
+})
+
+test('anthropic beta.messages.stream(): finalMessage() and on("text") are the SDK\'s, usage is recorded', async () => {
+  const reply = () => ({ sse: anthropic.stream({ id: 'msg_beta_h', input: 2000, output: 100, parts: ['Hi', ' you'] }) })
+  const run = async (c) => {
+    const texts = []
+    const s = c.beta.messages.stream(ask).on('text', (t) => texts.push(t))
+    return { texts, final: await s.finalMessage() }
+  }
+  const want = await plain(claude, [reply()], run)
+  fake.script.push(reply())
+  const got = await run(tracker.wrap(claude(), { userId: 'beta-helper' }))
+  assert.deepEqual(got, want)
+  assert.equal(got.final.content[0].text, 'Hi you')
+  const e = await recorded('msg_beta_h', 'beta-helper')
+  assert.deepEqual([e.usage.input, e.usage.output], [2000, 100])
+  await recordedOnce('beta-helper', 1)
+})
+
+for (const beta of [false, true]) {
+  const name = beta ? 'beta.messages.parse' : 'messages.parse'
+  test(`anthropic ${name}(): parsed_output is the SDK's and the request is recorded once`, async () => {
+    const id = beta ? 'msg_bparse' : 'msg_parse'
+    const reply = () => ({ json: anthropic.message({}, { id, content: [{ type: 'text', text: '{"answer":4}' }] }) })
+    const params = { ...ask, output_config: { format: { type: 'json_schema', schema: answerSchema } } }
+    const parse = (c) => (beta ? c.beta.messages : c.messages).parse(params)
+    const want = await plain(claude, [reply()], parse)
+    fake.script.push(reply())
+    const got = await parse(tracker.wrap(claude(), { userId: 'parser' }))
+    assert.deepEqual(got.parsed_output, { answer: 4 })
+    assert.deepEqual(got, want)
+    assert.deepEqual(got.content[0].parsed_output, { answer: 4 })
+    const e = await recorded(id, 'parser')
+    assert.deepEqual([e.usage.input, e.usage.output], [1000, 200])
+    await recordedOnce('parser', 1)
+  })
+}
+
+test('openai chat.completions.parse(): the parsed message is the SDK\'s and the request is recorded once', async () => {
+  const reply = () => ({ json: openai.completion({}, { id: 'chatcmpl-parse', content: '{"answer":4}' }) })
+  // No max_completion_tokens: an unset cap must not trouble the wrapper.
+  const params = {
+    model: 'gpt-4o-mini',
+    messages: chat.messages,
+    response_format: { type: 'json_schema', json_schema: { name: 'answer', strict: true, schema: answerSchema } },
+  }
+  const want = await plain(gpt, [reply()], (c) => c.chat.completions.parse(params))
+  fake.script.push(reply())
+  const got = await tracker.wrap(gpt(), { userId: 'oparser' }).chat.completions.parse(params)
+  assert.deepEqual(got.choices[0].message.parsed, { answer: 4 })
+  assert.deepEqual(got, want)
+  assert.equal(got._request_id, want._request_id)
+  const e = await recorded('chatcmpl-parse', 'oparser')
+  assert.deepEqual([e.usage.input, e.usage.output], [1000, 200])
+  await recordedOnce('oparser', 1)
+})
+
+test('openai chat.completions.parse(): withResponse() works, and a reply the SDK refuses to parse is still recorded', async () => {
+  const params = {
+    model: 'gpt-4o-mini',
+    messages: chat.messages,
+    response_format: { type: 'json_schema', json_schema: { name: 'answer', strict: true, schema: answerSchema } },
+  }
+  const client = tracker.wrap(gpt(), { userId: 'cutoff' })
+  fake.script.push({ json: openai.completion({}, { id: 'chatcmpl-pw', content: '{"answer":4}' }) })
+  const { data, response } = await client.chat.completions.parse(params).withResponse()
+  assert.deepEqual(data.choices[0].message.parsed, { answer: 4 })
+  assert.equal(response.status, 200)
+  // Cut off at max tokens: the SDK throws LengthFinishReasonError, yet the tokens were spent.
+  const truncated = () => {
+    const body = openai.completion({ completion_tokens: 256, total_tokens: 1256 }, { id: 'chatcmpl-len', content: '{"ans' })
+    body.choices[0].finish_reason = 'length'
+    return { json: body }
+  }
+  fake.script.push(truncated())
+  await assert.rejects(client.chat.completions.parse(params), OpenAI.LengthFinishReasonError)
+  const e = await recorded('chatcmpl-len', 'cutoff')
+  assert.deepEqual([e.usage.input, e.usage.output], [1000, 256])
+  await recordedOnce('cutoff', 2)
+})
+
+test('openai chat.completions.stream(): chunks and finalChatCompletion() are the SDK\'s, usage is recorded', async () => {
+  const reply = () => (body) => ({
+    sse: openai.chunks(Boolean(body.stream_options && body.stream_options.include_usage), { id: 'chatcmpl-cs' }),
+    done: true,
+  })
+  const run = async (c) => {
+    const chunks = []
+    const s = c.chat.completions.stream(chat).on('chunk', (ch) => chunks.push(ch))
+    return { chunks, final: await s.finalChatCompletion() }
+  }
+  const want = await plain(gpt, [reply()], run)
+  fake.script.push(reply())
+  const got = await run(tracker.wrap(gpt(), { userId: 'ostream' }))
+  assert.equal(fake.requests[0].body.stream_options.include_usage, true)
+  assert.deepEqual(got, want)
+  assert.equal(got.final.choices[0].message.content, 'Hi there')
+  const e = await recorded('chatcmpl-cs', 'ostream')
+  assert.deepEqual([e.usage.input, e.usage.output], [1000, 200])
+  await recordedOnce('ostream', 1)
+})
+
+const addTool = {
+  type: 'function',
+  function: {
+    name: 'add',
+    parameters: { type: 'object', properties: { a: { type: 'number' }, b: { type: 'number' } } },
+    function: ({ a, b }) => String(a + b),
+    parse: JSON.parse,
+  },
+}
+const addCall = { id: 'call_1', name: 'add', arguments: '{"a":2,"b":2}' }
+
+test('openai chat.completions.runTools(): each request of the tool loop is recorded', async () => {
+  const steps = () => [
+    { json: openai.completion({}, { id: 'chatcmpl-t1', toolCalls: [{ id: addCall.id, type: 'function', function: { name: addCall.name, arguments: addCall.arguments } }] }) },
+    { json: openai.completion({ prompt_tokens: 1300, completion_tokens: 20, total_tokens: 1320 }, { id: 'chatcmpl-t2', content: 'It is 4' }) },
+  ]
+  const run = async (c) => {
+    const runner = c.chat.completions.runTools({ ...chat, tools: [addTool] })
+    return { content: await runner.finalContent(), completions: runner.allChatCompletions(), usage: await runner.totalUsage() }
+  }
+  const want = await plain(gpt, steps(), run)
+  fake.script.push(...steps())
+  const got = await run(tracker.wrap(gpt(), { userId: 'tools' }))
+  assert.equal(got.content, 'It is 4')
+  assert.deepEqual(got, want)
+  assert.equal(fake.requests[1].body.messages.at(-1).content, '4', 'the tool ran and its result was sent')
+  const first = await recorded('chatcmpl-t1', 'tools')
+  const second = await recorded('chatcmpl-t2', 'tools')
+  assert.deepEqual([first.usage.input, second.usage.input, second.usage.output], [1000, 1300, 20])
+  await recordedOnce('tools', 2)
+})
+
+test('openai chat.completions.runTools({ stream: true }): each streamed request is recorded', async () => {
+  const asked = (body) => Boolean(body.stream_options && body.stream_options.include_usage)
+  const steps = () => [
+    (body) => ({ sse: openai.toolChunks(asked(body), { id: 'chatcmpl-ts1', call: addCall }), done: true }),
+    (body) => ({ sse: openai.chunks(asked(body), { id: 'chatcmpl-ts2', parts: ['It is ', '4'], prompt: 1300, completion: 20 }), done: true }),
+  ]
+  const run = async (c) => {
+    const chunks = []
+    const runner = c.chat.completions.runTools({ ...chat, tools: [addTool], stream: true }).on('chunk', (ch) => chunks.push(ch))
+    return { content: await runner.finalContent(), chunks }
+  }
+  const want = await plain(gpt, steps(), run)
+  fake.script.push(...steps())
+  const got = await run(tracker.wrap(gpt(), { userId: 'stools' }))
+  assert.equal(got.content, 'It is 4')
+  assert.deepEqual(got, want)
+  const first = await recorded('chatcmpl-ts1', 'stools')
+  const second = await recorded('chatcmpl-ts2', 'stools')
+  assert.deepEqual([first.usage.input, second.usage.input, second.usage.output], [1000, 1300, 20])
+  await recordedOnce('stools', 2)
+})
+
+test('openai responses.parse(): output_parsed is the SDK\'s and the request is recorded once', async () => {
+  const reply = () => ({ json: openai.response({ id: 'resp_parse', text: '{"answer":4}' }) })
+  const params = {
+    model: 'gpt-4o-mini',
+    input: 'What is 2+2?',
+    text: { format: { type: 'json_schema', name: 'answer', strict: true, schema: answerSchema } },
+  }
+  const want = await plain(gpt, [reply()], (c) => c.responses.parse(params))
+  fake.script.push(reply())
+  const got = await tracker.wrap(gpt(), { userId: 'rparser' }).responses.parse(params)
+  assert.deepEqual(got.output_parsed, { answer: 4 })
+  assert.deepEqual(got, want)
+  const e = await recorded('resp_parse', 'rparser')
+  assert.deepEqual([e.usage.input, e.usage.output], [1000, 200])
+  await recordedOnce('rparser', 1)
+})
+
+test('openai responses.stream(): events and finalResponse() are the SDK\'s, usage is recorded', async () => {
+  const reply = () => ({ sse: openai.responseStream({ id: 'resp_s1', input: 900, output: 30 }) })
+  const run = async (c) => {
+    const deltas = []
+    const s = c.responses.stream({ model: 'gpt-4o-mini', input: 'Hello' }).on('response.output_text.delta', (e) => deltas.push(e.snapshot))
+    return { deltas, final: await s.finalResponse() }
+  }
+  const want = await plain(gpt, [reply()], run)
+  fake.script.push(reply())
+  const got = await run(tracker.wrap(gpt(), { userId: 'rstream' }))
+  assert.deepEqual(got, want)
+  assert.deepEqual(got.deltas, ['Hi', 'Hi there'])
+  assert.equal(got.final.output_text, 'Hi there')
+  const e = await recorded('resp_s1', 'rstream')
+  assert.deepEqual([e.usage.input, e.usage.output], [900, 30])
+  await recordedOnce('rstream', 1)
+})
+
+test('openai beta.responses.create is recorded', async () => {
+  const reply = () => ({ json: openai.response({ id: 'resp_beta' }) })
+  const params = { model: 'gpt-4o-mini', input: 'Hello', max_output_tokens: 100 }
+  const want = await plain(gpt, [reply()], (c) => c.beta.responses.create(params))
+  fake.script.push(reply())
+  const got = await tracker.wrap(gpt(), { userId: 'rbeta' }).beta.responses.create(params)
+  assert.deepEqual(got, want)
+  assert.equal(fake.requests[0].url, '/v1/responses?beta=true')
+  const e = await recorded('resp_beta', 'rbeta')
+  assert.deepEqual([e.usage.input, e.usage.output], [1000, 200])
+  await recordedOnce('rbeta', 1)
+})
+
+test('a client derived with withOptions() is wrapped the same way', async () => {
+  fake.script.push({ json: anthropic.message({}, { id: 'msg_opts' }) }, { json: openai.completion({}, { id: 'chatcmpl-opts' }) })
+  const c = tracker.wrap(claude(), { userId: 'derived' }).withOptions({ timeout: 5000 })
+  assert.equal(c.timeout, 5000)
+  await c.messages.create(ask)
+  const o = tracker.wrap(gpt(), { userId: 'derived' }).withOptions({ timeout: 5000 })
+  await o.chat.completions.create(chat)
+  await recorded('msg_opts', 'derived')
+  await recorded('chatcmpl-opts', 'derived')
+  await recordedOnce('derived', 2)
+})
+
+test('the helpers are guarded too: a blocked user gets QUOTA_EXCEEDED and nothing is sent', async () => {
+  await tracker.setQuota({ id: 'zed-daily', subject: { kind: 'user', id: 'zed' }, metric: 'cost', limit: '0.001', window: { kind: 'day' } })
+  await tracker.record({ provider: 'anthropic', model: 'claude-haiku-4-5', usage: { input: 1000 }, user_id: 'zed' })
+  const c = tracker.wrap(claude(), { userId: 'zed' })
+  const o = tracker.wrap(gpt(), { userId: 'zed' })
+  // The SDKs' stream and runner helpers wrap it as their own error, with it as `cause`.
+  const blocked = (e) => isQuotaExceeded(e)
+  await assert.rejects(c.beta.messages.create(ask), blocked)
+  await assert.rejects(c.beta.messages.stream(ask).finalMessage(), blocked)
+  await assert.rejects(c.messages.parse(ask), blocked)
+  await assert.rejects(c.beta.messages.parse(ask), blocked)
+  await assert.rejects(o.chat.completions.parse(chat), blocked)
+  await assert.rejects(o.chat.completions.stream(chat).finalChatCompletion(), blocked)
+  await assert.rejects(o.chat.completions.runTools({ ...chat, tools: [addTool] }).finalContent(), blocked)
+  await assert.rejects(o.responses.parse({ model: 'gpt-4o-mini', input: 'Hello' }), blocked)
+  await assert.rejects(o.responses.stream({ model: 'gpt-4o-mini', input: 'Hello' }).finalResponse(), blocked)
+  await assert.rejects(o.beta.responses.create({ model: 'gpt-4o-mini', input: 'Hello' }), blocked)
+  assert.equal(fake.requests.length, 0)
+})

@@ -5,6 +5,9 @@
 //   estimate (core worst case) → beginCall (QUOTA_EXCEEDED before any request is sent)
 //   → the SDK call → succeed (usage read by the core) | fail (error event, hold released)
 //
+// The SDKs' helpers (beta resources, parse(), stream(), runTools()) are the SDK's own code, run
+// so that every request they send goes through a guarded create(), recorded once.
+//
 // Streams are handed back as the SDK's own Stream class, re-created around an iterator that
 // feeds every event to the core's StreamAccumulator; a stream the caller abandons (breaks out
 // of, aborts) or that breaks is recorded with the usage seen so far and its hold released.
@@ -120,25 +123,13 @@ class Guarded {
   }
 
   /**
-   * A guarded `create(params, options)`: returns a promise with the SDK's `withResponse()` and
-   * `asResponse()` so callers (and the SDK's own helpers, like `messages.stream()`) see an
-   * APIPromise.
+   * A guarded `create(params, options)`: returns a promise with the APIPromise methods callers
+   * and the SDKs' own helpers use (see asAPIPromise()).
    */
   create(spec, original, thisArg, params, options) {
     let api // the SDK's APIPromise, once the request is sent
     const data = this._run(spec, original, thisArg, params, options, (a) => (api = a))
-    // A caller of withResponse()/asResponse() consumes those promises, not `data`: `data` must
-    // not then report the same rejection as unhandled. The SDK's APIPromise keeps its parsed
-    // body and response, so asking it again sends nothing.
-    data.withResponse = () => {
-      data.catch(() => {})
-      return data.then(async (d) => ({ ...(await api.withResponse()), data: d }))
-    }
-    data.asResponse = () => {
-      data.catch(() => {})
-      return data.then(() => api.asResponse())
-    }
-    return data
+    return asAPIPromise(data, () => api)
   }
 
   async _run(spec, original, thisArg, params, options, sent_) {
@@ -218,6 +209,41 @@ class Guarded {
   }
 }
 
+/**
+ * Gives `result` (a promise of what the caller gets) the APIPromise methods that callers and the
+ * SDKs' own helpers use: `withResponse()`, `asResponse()` (`messages.stream()` reads the
+ * response) and `_thenUnwrap()` (the `parse()` helpers). `sent()` is the SDK's APIPromise once
+ * the request is sent: it keeps its parsed body and response, so asking it again sends nothing.
+ */
+function asAPIPromise(result, sent) {
+  // A caller of these consumes the promises they return, not `result`: `result` must not then
+  // report the same rejection as unhandled.
+  result.withResponse = () => {
+    result.catch(() => {})
+    return result.then(async (d) => ({ ...(await sent().withResponse()), data: d }))
+  }
+  result.asResponse = () => {
+    result.catch(() => {})
+    return result.then(() => sent().asResponse())
+  }
+  // The SDK's own _thenUnwrap() over the body already read (and recorded): the transform
+  // (parseChatCompletion()…) and the request id it adds are the SDK's, and a transform that
+  // throws (LengthFinishReasonError) fails the caller's call, not the recording. The sent
+  // APIPromise has memoized its parse, so its parseResponse is only read by that _thenUnwrap().
+  result._thenUnwrap = (transform) => {
+    result.catch(() => {})
+    let unwrapped
+    const out = result.then((d) => {
+      const api = sent()
+      api.parseResponse = async () => d
+      unwrapped = api._thenUnwrap(transform)
+      return unwrapped
+    })
+    return asAPIPromise(out, () => unwrapped)
+  }
+  return result
+}
+
 /** Proxies `target`, replacing the properties in `overrides` and binding the target's methods. */
 function proxy(target, overrides) {
   const bound = new WeakMap()
@@ -242,29 +268,76 @@ function method(guarded, spec, target, name) {
   return (params, options) => guarded.create(spec, original, target, params, options)
 }
 
-function wrapAnthropic(guarded, client) {
-  const messages = client.messages
-  const create = method(guarded, METHODS.anthropicMessages, messages, 'create')
-  // The SDK's own stream() helper, run against a messages object whose create() is guarded:
-  // the MessageStream (finalMessage(), on('text'), abort()…) is the SDK's, unchanged.
-  const guardedMessages = Object.create(messages, { create: { value: create } })
-  const stream = (params, options) => messages.stream.call(guardedMessages, params, options)
-  const wrappedMessages = proxy(messages, { create: () => create, stream: () => stream })
-  return proxy(client, { messages: () => wrappedMessages })
+/**
+ * The SDK's own helper methods `names` of `resource`, run with `this` = `resource` seen through
+ * `fields` (a guarded `create`, or a `_client` that is the wrapped client): the requests they
+ * send then go through the guarded create(), and what they return (MessageStream,
+ * ChatCompletionStream, parsed messages…) is the SDK's, unchanged. Overrides for proxy().
+ */
+function helpers(resource, fields, names) {
+  const self = Object.create(resource, Object.fromEntries(Object.entries(fields).map(([k, value]) => [k, { value }])))
+  const overrides = {}
+  for (const name of names) {
+    const original = resource[name]
+    if (typeof original !== 'function') continue // not in this SDK version
+    const helper = (...args) => original.apply(self, args)
+    overrides[name] = () => helper
+  }
+  return overrides
 }
 
-function wrapOpenAI(guarded, client) {
-  const completions = client.chat.completions
-  const chatCreate = method(guarded, METHODS.openaiChat, completions, 'create')
-  const wrappedCompletions = proxy(completions, { create: () => chatCreate })
-  const wrappedChat = proxy(client.chat, { completions: () => wrappedCompletions })
-  const overrides = { chat: () => wrappedChat }
-  if (client.responses && typeof client.responses.create === 'function') {
-    const respCreate = method(guarded, METHODS.openaiResponses, client.responses, 'create')
-    const wrappedResponses = proxy(client.responses, { create: () => respCreate })
-    overrides.responses = () => wrappedResponses
+/** `client.messages` or `client.beta.messages`: create() guarded, and the helpers over it. */
+function wrapMessages(guarded, messages) {
+  const create = method(guarded, METHODS.anthropicMessages, messages, 'create')
+  // stream() (MessageStream.createMessage(this, …)) and parse() (this.create(…).then(…)) send
+  // through `this.create`.
+  return proxy(messages, { create: () => create, ...helpers(messages, { create }, ['stream', 'parse']) })
+}
+
+function wrapAnthropic(guarded, client, overrides) {
+  const wrappedMessages = wrapMessages(guarded, client.messages)
+  overrides.messages = () => wrappedMessages
+  const beta = client.beta
+  if (beta && beta.messages && typeof beta.messages.create === 'function') {
+    const wrappedBetaMessages = wrapMessages(guarded, beta.messages)
+    const wrappedBeta = proxy(beta, { messages: () => wrappedBetaMessages })
+    overrides.beta = () => wrappedBeta
   }
   return proxy(client, overrides)
+}
+
+function wrapOpenAI(guarded, client, overrides) {
+  // The helpers are handed `this._client` and send through its create(): parse() as
+  // `client.chat.completions.create(…)._thenUnwrap(…)`, stream() and runTools() from a
+  // ChatCompletionStream/runner built on `client` (one request per tool-loop turn), and the same
+  // for responses. Run with the wrapped client as `_client`, each request they send is guarded.
+  const completions = client.chat.completions
+  const chatCreate = method(guarded, METHODS.openaiChat, completions, 'create')
+  const completionsOverrides = { create: () => chatCreate }
+  const wrappedCompletions = proxy(completions, completionsOverrides)
+  const wrappedChat = proxy(client.chat, { completions: () => wrappedCompletions })
+  overrides.chat = () => wrappedChat
+  const wrapped = proxy(client, overrides)
+  Object.assign(completionsOverrides, helpers(completions, { _client: wrapped }, ['parse', 'stream', 'runTools']))
+
+  const responses = client.responses
+  if (responses && typeof responses.create === 'function') {
+    const respCreate = method(guarded, METHODS.openaiResponses, responses, 'create')
+    const wrappedResponses = proxy(responses, {
+      create: () => respCreate,
+      ...helpers(responses, { _client: wrapped }, ['parse', 'stream']),
+    })
+    overrides.responses = () => wrappedResponses
+  }
+  // The beta Responses API (`POST /responses?beta=true`): the same request and response.
+  const beta = client.beta
+  if (beta && beta.responses && typeof beta.responses.create === 'function') {
+    const betaCreate = method(guarded, METHODS.openaiResponses, beta.responses, 'create')
+    const wrappedBetaResponses = proxy(beta.responses, { create: () => betaCreate })
+    const wrappedBeta = proxy(beta, { responses: () => wrappedBetaResponses })
+    overrides.beta = () => wrappedBeta
+  }
+  return wrapped
 }
 
 /**
@@ -275,9 +348,15 @@ function wrapOpenAI(guarded, client) {
 function wrap(tracker, client, options = {}) {
   if (!client || typeof client !== 'object') throw new TypeError('usage-core: wrap() needs an SDK client')
   const guarded = new Guarded(tracker, client, options)
-  if (client.messages && typeof client.messages.create === 'function') return wrapAnthropic(guarded, client)
+  const overrides = {}
+  if (typeof client.withOptions === 'function') {
+    // A client derived for other timeouts or headers sends calls too: wrap it the same way.
+    const withOptions = (...args) => wrap(tracker, client.withOptions(...args), options)
+    overrides.withOptions = () => withOptions
+  }
+  if (client.messages && typeof client.messages.create === 'function') return wrapAnthropic(guarded, client, overrides)
   if (client.chat && client.chat.completions && typeof client.chat.completions.create === 'function') {
-    return wrapOpenAI(guarded, client)
+    return wrapOpenAI(guarded, client, overrides)
   }
   throw new TypeError(
     'usage-core: wrap() supports @anthropic-ai/sdk (client.messages) and openai (client.chat.completions, client.responses) clients',
