@@ -617,3 +617,32 @@ test('the helpers are guarded too: a blocked user gets QUOTA_EXCEEDED and nothin
   await assert.rejects(o.beta.responses.create({ model: 'gpt-4o-mini', input: 'Hello' }), blocked)
   assert.equal(fake.requests.length, 0)
 })
+
+test('the prompt count walks the request in JS and agrees with the core on every shape', () => {
+  const { approxPromptTokens } = require('../lib/wrap.js')
+  const native = require('../lib/native')
+  let deep = 'abcd'
+  for (let i = 0; i < 63; i++) deep = [deep]
+  const cases = [
+    // The core's documented example: 50 characters, 13 tokens.
+    {
+      messages: [{ role: 'user', content: [
+        { type: 'text', text: 'Describe this' },
+        { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0KGgo...' } },
+      ] }],
+      system: 'Be brief.',
+    },
+    { messages: [{ role: 'user', content: 'é😀 naïve 𝄞' }] }, // code points, not UTF-16 units
+    { input: [1, 2.5, true, null, undefined, { n: 3, when: new Date(0) }] },
+    { messages: deep }, // at the core's depth limit
+    { messages: [deep] }, // one level below it
+    { tools: [{ name: 'f', input_schema: { type: 'object', properties: { data: { type: 'string' } } } }] },
+    { instructions: 'x'.repeat(10_001), messages: Array.from({ length: 50 }, (_, i) => ({ role: 'user', content: `m${i}` })) },
+  ]
+  for (const params of cases) {
+    const parts = [params.system, params.messages, params.tools, params.input, params.instructions]
+    const core = native.approxPromptTokens(JSON.stringify(parts.map((p) => (p === undefined ? null : p))))
+    assert.equal(approxPromptTokens(params), core, JSON.stringify(params).slice(0, 80))
+  }
+  assert.equal(approxPromptTokens(cases[0]), 13)
+})

@@ -13,7 +13,6 @@
 // of, aborts) or that breaks is recorded with the usage seen so far and its hold released.
 
 const context = require('./context')
-const native = require('./native')
 
 const ABORTS = new Set(['AbortError', 'APIUserAbortError'])
 
@@ -41,10 +40,38 @@ function who(opts, ctx) {
   }
 }
 
-/** Rough prompt size by the core's rule (string characters / 4, base64 payloads skipped). */
+/**
+ * Rough prompt size by the core's rule (`usage_core::quota::estimate::prompt_rule`): the
+ * characters (code points) of every string, a map's values but not under `data` (base64
+ * payloads), nothing deeper than 64 levels, a quarter rounded up. Walked here rather than sent
+ * to the core as JSON: a long conversation then costs microseconds, not a copy of all its text
+ * and a parse. Values JSON would turn into something else (a Date, anything with toJSON()) are
+ * counted as JSON turns them. The tests check it against the core on the shared cases.
+ */
 function approxPromptTokens(params) {
   const parts = [params.system, params.messages, params.tools, params.input, params.instructions]
-  return native.approxPromptTokens(JSON.stringify(parts.map((p) => (p === undefined ? null : p))))
+  return Math.ceil(promptChars(parts, 0) / 4)
+}
+
+const SURROGATE = /[\uD800-\uDFFF]/
+
+function promptChars(v, depth) {
+  if (depth > 64) return 0
+  if (typeof v === 'string') {
+    if (!SURROGATE.test(v)) return v.length
+    let n = 0
+    for (const _ of v) n++ // code points: a surrogate pair is one
+    return n
+  }
+  if (v === null || typeof v !== 'object') return 0
+  if (typeof v.toJSON === 'function') return promptChars(JSON.parse(JSON.stringify(v)), depth)
+  let n = 0
+  if (Array.isArray(v)) {
+    for (const x of v) n += promptChars(x, depth + 1)
+    return n
+  }
+  for (const k of Object.keys(v)) if (k !== 'data') n += promptChars(v[k], depth + 1)
+  return n
 }
 
 function errorType(e) {
