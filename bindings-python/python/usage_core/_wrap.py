@@ -476,9 +476,10 @@ def wrap_client(
         raise TypeError(
             f"wrap() takes an anthropic.Anthropic/AsyncAnthropic or openai.OpenAI/AsyncOpenAI client, not {type(client).__name__}"
         )
-    # Both SDKs build every client, Bedrock, Vertex and Azure ones included, on these bases.
+    # Both SDKs build every client, Bedrock, Vertex and Azure ones included, on these bases
+    # (`AsyncAPIClient`; the public async classes too, should a release rename that base).
     bases = {c.__name__ for c in type(client).__mro__}
-    is_async = "AsyncAPIClient" in bases
+    is_async = bool(bases & {"AsyncAPIClient", "AsyncAnthropic", "AsyncOpenAI"})
     if provider is None:
         provider = "bedrock" if "BaseBedrockClient" in bases else "vertex" if "BaseVertexClient" in bases else family
     if provider not in _PROVIDERS[family]:

@@ -157,10 +157,11 @@ pub fn approx_prompt_tokens(parts: &serde_json::Value) -> u64 {
 }
 
 /// The parts of [`approx_prompt_tokens`]' rule, for a binding that walks its own language's
-/// prompt data directly instead of converting it to JSON first (the Python wrapper does, so a
-/// long conversation is counted without copying its text): a string counts its characters, a
-/// list or map the sum of its items' (a map's values only, [`SKIPPED_KEY`] excepted), anything
-/// else nothing; nothing below [`MAX_DEPTH`] counts.
+/// prompt data directly instead of converting it to JSON first, so that a long conversation is
+/// counted without copying its text (the Python wrapper uses these; the Node wrapper's walk is
+/// in JS, with these values written out, and its tests check it against this function): a
+/// string counts its characters, a list or map the sum of its items' (a map's values only,
+/// [`SKIPPED_KEY`] excepted), anything else nothing; nothing deeper than [`MAX_DEPTH`] counts.
 ///
 /// [`SKIPPED_KEY`]: prompt_rule::SKIPPED_KEY
 /// [`MAX_DEPTH`]: prompt_rule::MAX_DEPTH
