@@ -121,9 +121,9 @@ const req = { model: 'claude-haiku-4-5', max_tokens: 1024, messages: [{ role: 'u
 
 const CALLS = 200
 const WROUNDS = quick ? 10 : 60
-async function timeCalls(client) {
+async function timeCalls(client, request = req) {
   const t0 = process.hrtime.bigint()
-  for (let i = 0; i < CALLS; i++) await client.messages.create(req)
+  for (let i = 0; i < CALLS; i++) await client.messages.create(request)
   return Number(process.hrtime.bigint() - t0) / CALLS / 1000
 }
 for (let i = 0; i < 5; i++) {
@@ -141,6 +141,20 @@ for (let r = 0; r < WROUNDS; r++) {
     tRaw.push(await timeCalls(raw))
   }
 }
+// The same with a 50-turn conversation (about 55 KB of text) in the request: what the wrapper
+// adds for a long prompt (it counts the prompt before it reserves).
+const longReq = {
+  ...req,
+  messages: Array.from({ length: 50 }, (_, i) => ({
+    role: i % 2 ? 'assistant' : 'user',
+    content: 'lorem ipsum dolor sit amet '.repeat(40),
+  })),
+}
+const longDiffs = []
+for (let r = 0; r < Math.ceil(WROUNDS / 3); r++) {
+  const a = await timeCalls(raw, longReq)
+  longDiffs.push((await timeCalls(wrapped, longReq)) - a)
+}
 await tracker.flush()
 const recorded = (await tracker.summary({ user_id: 'bench-user' })).totals
 const mr = median(tRaw)
@@ -152,6 +166,7 @@ console.log(`  SDK alone (instant fetch)     ${mr.toFixed(1)} µs per call`)
 console.log(`  SDK wrapped                   ${mw.toFixed(1)} µs per call`)
 console.log(`  overhead                      ${(mw - mr).toFixed(1)} µs per call   (target < 50 µs: ${mw - mr < 50 ? 'PASS' : 'FAIL'})`)
 console.log(`  per round (wrapped minus the raw round beside it): median ${median(diffs).toFixed(1)} µs, p90 ${p90(diffs).toFixed(1)} µs`)
+console.log(`  with a 50-turn conversation in the request: overhead median ${median(longDiffs).toFixed(1)} µs per call`)
 console.log(`  recorded: ${recorded.requests} calls, ${recorded.cost_total} USD (${usd.toCents(recorded.cost_total)} cents)`)
 await tracker.close()
 fs.rmSync(dir, { recursive: true, force: true })

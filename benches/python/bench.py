@@ -142,6 +142,14 @@ def bench_wrapper() -> Dict[str, float]:
     return {"plain": p, "wrapped": w, "overhead": w - p, "recorded": float(recorded)}
 
 
+def long_prompts() -> List[Tuple[str, Any]]:
+    """Prompt parts a wrapped call counts before it reserves: a 50-turn conversation (about
+    55 KB of text) and one 200 KB document."""
+    turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": "lorem ipsum dolor sit amet " * 40} for i in range(50)]
+    doc = [{"role": "user", "content": [{"type": "text", "text": "x" * 200_000}]}]
+    return [("50-turn conversation (55 KB)", [None, turns, None]), ("one 200 KB document", [None, doc, None])]
+
+
 def main() -> None:
     import platform
 
@@ -169,6 +177,15 @@ def main() -> None:
     ):
         t = import_time(module, runs, then)
         print(f"| `{label}` ({runs} runs) | {fmt(t) if t is not None else 'not installed'} |")
+
+    print("\n## prompt count before a wrapped call reserves (median per call)\n")
+    from usage_core._native import approx_prompt_tokens
+
+    print("| prompt | median | tokens |")
+    print("|---|---|---|")
+    for label, parts in long_prompts():
+        t = per_call(lambda: approx_prompt_tokens(parts), batch=500, rounds=9)
+        print(f"| {label} | {fmt(t)} | {approx_prompt_tokens(parts)} |")
 
     print("\n## wrapper overhead (anthropic messages.create, batched recording to SQLite)\n")
     w = bench_wrapper()
