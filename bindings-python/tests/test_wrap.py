@@ -296,6 +296,26 @@ def test_async_beta_structured_output_and_stream_helpers_are_recorded(tracker: T
     assert all(e.status == "success" and e.user_id == "lee" for e in evs.values())
 
 
+def test_anthropic_beta_tool_runner_requests_are_recorded(tracker: Tracker, fake: FakeProvider) -> None:
+    """The SDK's tool runner sends each turn through `beta.messages`: every turn is recorded."""
+
+    @anthropic.beta_tool
+    def add(a: int, b: int) -> str:
+        """Adds two numbers."""
+        return str(a + b)
+
+    w = tracker.wrap(sync_anthropic(fake), user_id="ola")
+    turn1 = anthropic_message(id="msg_turn1")
+    turn1["content"] = [{"type": "tool_use", "id": "toolu_1", "name": "add", "input": {"a": 2, "b": 3}}]
+    turn1["stop_reason"] = "tool_use"
+    fake.script({"json": turn1}, {"json": anthropic_message(id="msg_turn2", text="5")})
+    runner = w.beta.messages.tool_runner(model="claude-sonnet-4-6", max_tokens=10, messages=MSGS, tools=[add])
+    assert [m.id for m in runner] == ["msg_turn1", "msg_turn2"]
+    assert len(fake.requests) == 2
+    evs = {e.id: e for e in events(tracker)}
+    assert sorted(evs) == ["msg_turn1", "msg_turn2"] and all(e.user_id == "ola" for e in evs.values())
+
+
 def test_raw_and_streaming_response_calls_are_recorded(tracker: Tracker, fake: FakeProvider) -> None:
     """`with_raw_response` (to read headers) and `with_streaming_response`: the caller gets the
     SDK's response wrapper as before, its `parse()` the same object the wrapper read usage from."""
