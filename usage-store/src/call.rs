@@ -12,7 +12,9 @@ use usage_core::store::Reservation;
 use usage_core::{Error, Result};
 
 use crate::quotas::GuardContext;
-use crate::tracker::{Recorded, ResponseMeta, Tracker, extracted_event, response_events};
+use crate::tracker::{
+    Recorded, ResponseMeta, Tracker, extracted_event, provider_key, response_events,
+};
 
 /// An open guarded call: its hold (when a quota applies), its clock, and the identity to record
 /// its outcome under. Finish it with [`succeed`](CallGuard::succeed),
@@ -273,11 +275,14 @@ impl CallGuard {
         self.finish()?;
         let meta = self.meta();
         let provider = self.ctx.provider.expect("checked in begin_call");
+        // Named and placed as a response from this provider would be (a Vertex call is an
+        // Anthropic event on the Vertex platform), so failures group with successes.
         let mut e = NewEvent::new(
-            provider.as_str(),
+            provider_key(provider),
             meta.model.clone().unwrap_or_else(|| "unknown".to_owned()),
             Default::default(),
         );
+        e.context.platform = provider.platform();
         e.status = usage_core::Status::Error;
         e.error_type = Some(error_type.to_owned());
         e.error_message = Some(message.to_owned());
@@ -347,5 +352,36 @@ mod tests {
             .await
             .expect("status");
         assert_eq!(status[0].held, 0.into());
+    }
+
+    /// A failed call is recorded under the same provider and platform as a response from it
+    /// would be: a Vertex call is an Anthropic event on the Vertex platform either way.
+    #[tokio::test]
+    async fn a_failed_call_is_named_as_its_responses_are() {
+        use usage_core::context::Platform;
+        use usage_core::extract::Provider;
+
+        let tracker = Tracker::open("memory://").await.expect("open");
+        for (provider, id, name, platform) in [
+            (Provider::Vertex, "v", "anthropic", Some(Platform::Vertex)),
+            (Provider::Bedrock, "b", "bedrock", Some(Platform::Bedrock)),
+            (Provider::OpenAI, "o", "openai", None),
+        ] {
+            let mut ctx = GuardContext {
+                provider: Some(provider),
+                ..Default::default()
+            };
+            ctx.meta.id = Some(id.to_owned());
+            let call = tracker
+                .begin_call(ctx, &Estimate::default())
+                .await
+                .expect("begin");
+            let r = call.fail("api_error", "boom").await.expect("fail");
+            assert_eq!(
+                (r.event.provider.as_str(), r.event.context.platform),
+                (name, platform),
+                "{provider}"
+            );
+        }
     }
 }

@@ -586,7 +586,7 @@ pub fn extracted_event(
     })
 }
 
-fn provider_key(p: Provider) -> &'static str {
+pub(crate) fn provider_key(p: Provider) -> &'static str {
     match p {
         Provider::ClaudeCode | Provider::ClaudeCli | Provider::Vertex => "anthropic",
         other => other.as_str(),

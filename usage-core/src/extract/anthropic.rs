@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::json::Node;
 use super::{Extracted, Provider, ProviderError};
-use crate::context::{Platform, PricingContext, ServiceTier, Speed};
+use crate::context::{PricingContext, ServiceTier, Speed};
 use crate::error::{Error, Result};
 use crate::tokens::TokenUsage;
 
@@ -57,15 +57,6 @@ pub(crate) fn extract(provider: Provider, v: &Value) -> Result<Vec<Extracted>> {
     }
 }
 
-/// The platform a provider implies, for the pricing context.
-pub(crate) fn platform_for(provider: Provider) -> Option<Platform> {
-    match provider {
-        Provider::Vertex => Some(Platform::Vertex),
-        Provider::Bedrock => Some(Platform::Bedrock),
-        _ => None,
-    }
-}
-
 /// A non-streaming `Message` (also the `message` of a batch result or a Claude Code line).
 /// `usage.input_tokens` and `usage.output_tokens` are required, as the API documents them.
 pub(crate) fn message(provider: Provider, m: &Node<'_>) -> Result<Extracted> {
@@ -76,7 +67,7 @@ pub(crate) fn message(provider: Provider, m: &Node<'_>) -> Result<Extracted> {
     f.require_full(&u)?;
     rec.usage = f.to_usage();
     f.apply_context(&mut rec.context);
-    rec.context.platform = platform_for(provider);
+    rec.context.platform = provider.platform();
     Ok(rec)
 }
 
@@ -86,7 +77,7 @@ fn error_body(provider: Provider, root: &Node<'_>) -> Result<Extracted> {
     rec.billable = false;
     rec.error = Some(error_from(root, "error")?);
     rec.request_id = root.string("request_id")?;
-    rec.context.platform = platform_for(provider);
+    rec.context.platform = provider.platform();
     Ok(rec)
 }
 
@@ -124,7 +115,7 @@ fn batch_line(provider: Provider, root: &Node<'_>) -> Result<Extracted> {
     // A failed result has no message; its custom_id is the only handle on the request.
     rec.message_id = custom_id;
     rec.context.service_tier = ServiceTier::Batch;
-    rec.context.platform = platform_for(provider);
+    rec.context.platform = provider.platform();
     Ok(rec)
 }
 
@@ -418,7 +409,7 @@ impl AnthropicStream {
         rec.message_id = self.id.clone();
         rec.usage = self.fields.to_usage();
         self.fields.apply_context(&mut rec.context);
-        rec.context.platform = platform_for(self.provider);
+        rec.context.platform = self.provider.platform();
         rec.complete = self.stopped && self.error.is_none();
         // An error before any usage was reported is a call that was never served.
         rec.billable = self.started || self.saw_delta;

@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::context::PricingContext;
+use crate::context::{Platform, PricingContext};
 use crate::error::{Error, Result};
 use crate::money::Usd;
 use crate::tokens::TokenUsage;
@@ -67,6 +67,16 @@ impl Provider {
         Provider::ClaudeCode,
         Provider::ClaudeCli,
     ];
+
+    /// The platform a provider implies for the pricing context (Anthropic models served by
+    /// Vertex or Bedrock), `None` for the others.
+    pub fn platform(&self) -> Option<Platform> {
+        match self {
+            Provider::Vertex => Some(Platform::Vertex),
+            Provider::Bedrock => Some(Platform::Bedrock),
+            _ => None,
+        }
+    }
 
     /// The canonical name (`"openai"`, `"claude_code"`).
     pub fn as_str(&self) -> &'static str {
