@@ -11,7 +11,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use usage_core::quota::estimate::{self, prompt_rule};
 use usage_store::{CallGuard, GuardContext, Recorded, Tracker};
 
-use crate::convert::{json_to_py, py_to_json};
+use crate::convert::{json_to_py, py_to_json, response_json};
 use crate::errors::{argument, to_py};
 use crate::tracker::{CallSizeArgs, Conv, Out, go, none, recorded_list, runtime, start_call};
 use crate::values::StreamAccumulator;
@@ -118,7 +118,10 @@ impl NativeCall {
         result: bool,
         background: bool,
     ) -> PyResult<Py<PyAny>> {
-        let body = py_to_json(response)?;
+        let body = match self.guard.provider() {
+            Some(p) => response_json(response, p)?,
+            None => py_to_json(response)?,
+        };
         let g = self.guard.clone();
         self.finish(py, background, async move {
             Ok(outcome(g.succeed(&body).await?, result))

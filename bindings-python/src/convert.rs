@@ -6,9 +6,12 @@ use chrono::{DateTime, Utc};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
+use pyo3::types::{
+    PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple, PyType,
+};
 use rust_decimal::Decimal;
 use serde_json::{Map, Number, Value};
+use usage_core::extract::Provider;
 use usage_core::quota::{Subject, Window};
 use usage_core::{Error, PricingContext};
 
@@ -111,15 +114,7 @@ pub(crate) fn py_to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
             });
     }
     if let Ok(d) = obj.cast::<PyDict>() {
-        let mut m = Map::with_capacity(d.len());
-        for (k, v) in d.iter() {
-            let key = match k.cast::<PyString>() {
-                Ok(s) => s.extract::<String>()?,
-                Err(_) => k.str()?.extract::<String>()?,
-            };
-            m.insert(key, py_to_json(&v)?);
-        }
-        return Ok(Value::Object(m));
+        return dict_json(d, &[]);
     }
     if let Ok(l) = obj.cast::<PyList>() {
         return l
@@ -146,6 +141,9 @@ pub(crate) fn py_to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
         return Ok(Value::String(obj.call_method0("isoformat")?.extract()?));
     }
     if obj.hasattr("model_dump")? {
+        if let Some(data) = plain_model_json(obj, &[], 0)? {
+            return Ok(data);
+        }
         if let Some(data) = pydantic_json(obj)? {
             return Ok(data);
         }
@@ -169,6 +167,229 @@ pub(crate) fn py_to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     ))
 }
 
+/// A dict as a JSON object, without the keys in `skip`; keys that are not strings are written
+/// as their `str()`.
+fn dict_json(d: &Bound<'_, PyDict>, skip: &[&str]) -> PyResult<Value> {
+    let mut m = Map::with_capacity(d.len());
+    for (k, v) in d.iter() {
+        let key = match k.cast::<PyString>() {
+            Ok(s) => s.extract::<String>()?,
+            Err(_) => k.str()?.extract::<String>()?,
+        };
+        if !skip.contains(&key.as_str()) {
+            m.insert(key, py_to_json(&v)?);
+        }
+    }
+    Ok(Value::Object(m))
+}
+
+/// A provider's response or stream event (a dict or an SDK object) as JSON for its extractor,
+/// without the top-level fields that extractor never reads ([`Provider::unread_fields`]: the
+/// generated content, most of a long answer's size).
+pub(crate) fn response_json(obj: &Bound<'_, PyAny>, provider: Provider) -> PyResult<Value> {
+    let unread = provider.unread_fields();
+    if let Ok(d) = obj.cast::<PyDict>() {
+        return dict_json(d, unread);
+    }
+    if let Some(data) = plain_model_json(obj, unread, 0)? {
+        return Ok(data);
+    }
+    let mut v = py_to_json(obj)?;
+    if let Value::Object(m) = &mut v {
+        for key in unread {
+            m.remove(*key);
+        }
+    }
+    Ok(v)
+}
+
+/// How deep [`plain_model_json`] reads before leaving a value to pydantic's serializer.
+const PLAIN_DEPTH: usize = 64;
+
+/// A pydantic model whose serialisation is pydantic's plain default, read from its instance's
+/// `__dict__` and `__pydantic_extra__`: what `model_dump(mode="json")` gives for the plain data
+/// SDK responses are made of (strings, numbers, lists, dicts and nested such models), without
+/// serialising it to text and parsing that again (the wrappers read every response and stream
+/// event this way). `skip` names top-level fields to leave out. `None` when `obj` is not such a
+/// model or holds anything else (bytes, a datetime, an enum that is not a string…): the caller
+/// then asks pydantic's serializer for the whole object.
+fn plain_model_json(
+    obj: &Bound<'_, PyAny>,
+    skip: &[&str],
+    depth: usize,
+) -> PyResult<Option<Value>> {
+    let py = obj.py();
+    if depth > PLAIN_DEPTH || !is_plain_model_type(&obj.get_type())? {
+        return Ok(None);
+    }
+    let mut m = Map::new();
+    for part in [intern!(py, "__dict__"), intern!(py, "__pydantic_extra__")] {
+        let fields = obj.getattr(part)?;
+        // `__pydantic_extra__` is None unless the model keeps extra fields.
+        let Ok(fields) = fields.cast::<PyDict>() else {
+            continue;
+        };
+        for (k, v) in fields.iter() {
+            let Ok(k) = k.cast::<PyString>() else {
+                return Ok(None);
+            };
+            let key = k.extract::<String>()?;
+            if skip.contains(&key.as_str()) {
+                continue;
+            }
+            match plain_json(&v, depth + 1)? {
+                Some(x) => m.insert(key, x),
+                None => return Ok(None),
+            };
+        }
+    }
+    Ok(Some(Value::Object(m)))
+}
+
+/// A field's value for [`plain_model_json`], `None` when it is not plain data.
+fn plain_json(v: &Bound<'_, PyAny>, depth: usize) -> PyResult<Option<Value>> {
+    if depth > PLAIN_DEPTH {
+        return Ok(None);
+    }
+    if v.is_none() {
+        return Ok(Some(Value::Null));
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        // A `str` enum member is its value, as pydantic writes it.
+        return Ok(Some(Value::String(s.extract::<String>()?)));
+    }
+    // Exact ints and bools only: an `IntEnum` member is left to pydantic.
+    if v.is_exact_instance_of::<PyBool>() || v.is_exact_instance_of::<PyInt>() {
+        return py_to_json(v).map(Some);
+    }
+    if let Ok(f) = v.cast::<PyFloat>() {
+        return Ok(Number::from_f64(f.value()).map(Value::Number));
+    }
+    if let Ok(l) = v.cast::<PyList>() {
+        return plain_items(l.iter(), depth);
+    }
+    if let Ok(t) = v.cast::<PyTuple>() {
+        return plain_items(t.iter(), depth);
+    }
+    if let Ok(d) = v.cast::<PyDict>() {
+        let mut m = Map::with_capacity(d.len());
+        for (k, x) in d.iter() {
+            let Ok(k) = k.cast::<PyString>() else {
+                return Ok(None);
+            };
+            match plain_json(&x, depth + 1)? {
+                Some(x) => m.insert(k.extract::<String>()?, x),
+                None => return Ok(None),
+            };
+        }
+        return Ok(Some(Value::Object(m)));
+    }
+    plain_model_json(v, &[], depth)
+}
+
+fn plain_items<'py>(
+    items: impl Iterator<Item = Bound<'py, PyAny>>,
+    depth: usize,
+) -> PyResult<Option<Value>> {
+    let mut out = Vec::new();
+    for x in items {
+        match plain_json(&x, depth + 1)? {
+            Some(x) => out.push(x),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(Value::Array(out)))
+}
+
+/// Model types already looked at by [`is_plain_model_type`]: type → whether it is plain. At
+/// most [`PLAIN_TYPES_KEPT`] are kept (generic models can make types without end).
+static PLAIN_TYPES: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+const PLAIN_TYPES_KEPT: usize = 1024;
+
+/// Whether `ty` is a pydantic (v2) model that `model_dump(mode="json")` writes as its fields'
+/// values under their names: pydantic's own `model_dump`, no custom, computed or excluded
+/// fields, no serialisation by alias, not a root model. (A serializer attached deeper inside a
+/// field's type, `list[Annotated[int, PlainSerializer(…)]]`, is not seen; no SDK response
+/// uses one.)
+fn is_plain_model_type(ty: &Bound<'_, PyType>) -> PyResult<bool> {
+    let py = ty.py();
+    let seen = PLAIN_TYPES
+        .get_or_init(py, || PyDict::new(py).unbind())
+        .bind(py);
+    if let Some(known) = seen.get_item(ty)? {
+        return known.is_truthy();
+    }
+    let plain = looks_plain(ty)?;
+    if seen.len() < PLAIN_TYPES_KEPT {
+        seen.set_item(ty, plain)?;
+    }
+    Ok(plain)
+}
+
+fn looks_plain(ty: &Bound<'_, PyType>) -> PyResult<bool> {
+    let py = ty.py();
+    if ty.getattr(intern!(py, "__pydantic_serializer__")).is_err() || !pydantic_dump_is_own(ty)? {
+        return Ok(false);
+    }
+    if ty
+        .getattr(intern!(py, "__pydantic_root_model__"))
+        .is_ok_and(|r| r.is_truthy().unwrap_or(true))
+    {
+        return Ok(false);
+    }
+    let decorators = ty.getattr(intern!(py, "__pydantic_decorators__"))?;
+    for kind in ["field_serializers", "model_serializers", "computed_fields"] {
+        if decorators.getattr(kind)?.len()? > 0 {
+            return Ok(false);
+        }
+    }
+    let config = ty.getattr(intern!(py, "model_config"))?;
+    if config
+        .call_method1("get", ("serialize_by_alias",))?
+        .is_truthy()?
+    {
+        return Ok(false);
+    }
+    let module = PyModule::import(py, "pydantic.functional_serializers")?;
+    let serializers = PyTuple::new(
+        py,
+        [
+            module.getattr("PlainSerializer")?,
+            module.getattr("WrapSerializer")?,
+        ],
+    )?;
+    let fields = ty.getattr(intern!(py, "__pydantic_fields__"))?;
+    for info in fields.cast::<PyDict>()?.values() {
+        if info.getattr("exclude")?.is_truthy()?
+            || info.getattr("exclude_if").is_ok_and(|f| !f.is_none())
+        {
+            return Ok(false);
+        }
+        for m in info.getattr("metadata")?.try_iter()? {
+            if m?.is_instance(serializers.as_any())? {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Whether `ty.model_dump` is pydantic's own (not an SDK's override).
+fn pydantic_dump_is_own(ty: &Bound<'_, PyType>) -> PyResult<bool> {
+    let py = ty.py();
+    let pydantic_dump = MODEL_DUMP.get_or_try_init(py, || {
+        Ok::<_, PyErr>(
+            PyModule::import(py, "pydantic")?
+                .getattr("BaseModel")?
+                .getattr("model_dump")?
+                .unbind(),
+        )
+    })?;
+    Ok(ty
+        .getattr(intern!(py, "model_dump"))?
+        .is(pydantic_dump.bind(py)))
+}
+
 /// A pydantic (v2) model whose `model_dump` is pydantic's own, as JSON data: what
 /// `model_dump(mode="json")` returns, serialised by the model's own serializer straight to JSON
 /// text (`to_json`) and parsed here, so no Python dict or string is built on the way. The SDK
@@ -181,18 +402,7 @@ fn pydantic_json(obj: &Bound<'_, PyAny>) -> PyResult<Option<Value>> {
         return Ok(None);
     };
     // The type has a pydantic serializer, so pydantic is importable.
-    let pydantic_dump = MODEL_DUMP.get_or_try_init(py, || {
-        Ok::<_, PyErr>(
-            PyModule::import(py, "pydantic")?
-                .getattr("BaseModel")?
-                .getattr("model_dump")?
-                .unbind(),
-        )
-    })?;
-    if !ty
-        .getattr(intern!(py, "model_dump"))?
-        .is(pydantic_dump.bind(py))
-    {
+    if !pydantic_dump_is_own(&ty)? {
         return Ok(None);
     }
     // Warnings off: a value that does not match its declared type (the SDKs' generic parsed

@@ -27,7 +27,7 @@ use crate::args::{
 };
 use crate::call::{CallTemplate, NativeCall};
 use crate::convert::{
-    datetime_arg, decimal_arg, from_data, py_to_json, subject_arg, to_py_data, window_arg,
+    datetime_arg, decimal_arg, from_data, response_json, subject_arg, to_py_data, window_arg,
 };
 use crate::errors::{IntoPy, argument, to_py};
 use crate::values::{CostBreakdown, Estimate};
@@ -280,7 +280,7 @@ impl NativeTracker {
         meta: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
         let p: Provider = provider.parse().py(py)?;
-        let body = py_to_json(response)?;
+        let body = response_json(response, p)?;
         let meta = meta_arg(meta)?;
         let t = self.tracker.clone();
         self.go(py, async move {

@@ -594,7 +594,7 @@ pub(crate) fn extract(
     response: &Bound<'_, PyAny>,
 ) -> PyResult<Vec<Extracted>> {
     let p: usage_core::extract::Provider = provider.parse().py(py)?;
-    let v = crate::convert::py_to_json(response)?;
+    let v = crate::convert::response_json(response, p)?;
     usage_core::extract::extract(p, &v)
         .py(py)
         .map(|r| r.into_iter().map(Extracted).collect())
@@ -637,7 +637,7 @@ impl StreamAccumulator {
     /// Feeds one event (the JSON of an SSE `data:` line as a dict, or an SDK event object).
     /// A malformed event raises `InvalidResponseError` and leaves the accumulator unchanged.
     fn push(&mut self, py: Python<'_>, event: &Bound<'_, PyAny>) -> PyResult<()> {
-        let v = crate::convert::py_to_json(event)?;
+        let v = crate::convert::response_json(event, self.provider)?;
         self.live(py)?.push(&v).py(py)
     }
     /// The record as it stands now, or `None` before anything identifying was seen.

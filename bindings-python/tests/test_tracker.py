@@ -7,9 +7,11 @@ import json
 import sys
 import threading
 import time
+import typing
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,6 +87,67 @@ def test_extract_accepts_dicts_and_sdk_objects() -> None:
         (rec,) = uc.extract("anthropic", payload)
         assert (rec.usage.input, rec.usage.cache_read, rec.usage.output) == (10, 5, 20)
         assert rec.message_id == "msg_1" and rec.complete and rec.billable
+
+
+def test_sdk_objects_are_read_as_pydantic_writes_them() -> None:
+    """SDK objects are read field by field where pydantic writes a model's fields as they are,
+    and through pydantic's serializer where a model customises that: either way they give what
+    their `model_dump(mode="json")` gives. Extra fields (a newer API's usage fields in an older
+    SDK) are read too."""
+    anthropic = pytest.importorskip("anthropic")
+    openai = pytest.importorskip("openai")
+    import pydantic
+    from fake_provider import anthropic_message, openai_chat, openai_response
+
+    sdk_objects = [
+        ("anthropic", anthropic.types.Message.model_validate(anthropic_message(id="msg_x"))),
+        # The OpenAI SDK builds its responses without validating them, as here.
+        ("openai", openai.types.chat.ChatCompletion.construct(**openai_chat(cached=300))),
+        ("openai", openai.types.responses.Response.construct(**openai_response())),
+    ]
+    for provider, obj in sdk_objects:
+        assert repr(uc.extract(provider, obj)) == repr(uc.extract(provider, obj.model_dump(mode="json")))
+
+    class Usage(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="allow")
+        input_tokens: int
+
+    class Doubled(pydantic.BaseModel):
+        input_tokens: int
+        output_tokens: int
+
+        @pydantic.field_serializer("output_tokens")
+        def _twice(self, v: int) -> int:
+            return v * 2
+
+    class Msg(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="allow", arbitrary_types_allowed=True)
+        id: str
+        type: str
+        model: str
+        usage: Any
+        content: Any = None
+
+    extra = Msg(id="m1", type="message", model="claude-haiku-4-5",
+                usage=Usage.model_validate({"input_tokens": 10, "output_tokens": 20, "cache_read_input_tokens": 5}))
+    (rec,) = uc.extract("anthropic", extra)
+    assert (rec.usage.input, rec.usage.cache_read, rec.usage.output) == (10, 5, 20)
+    class Annotated(pydantic.BaseModel):
+        input_tokens: int
+        output_tokens: typing.Annotated[int, pydantic.PlainSerializer(lambda v: v * 3)]
+
+    for usage, output in ((Doubled(input_tokens=10, output_tokens=20), 40), (Annotated(input_tokens=10, output_tokens=20), 60)):
+        (rec,) = uc.extract("anthropic", Msg(id="m2", type="message", model="claude-haiku-4-5", usage=usage))
+        assert rec.usage.output == output, "a model with its own serializer is written by pydantic"
+
+    # What an extractor never reads (the answer's content) is not converted at all, so content
+    # that is not JSON cannot break the reading.
+    odd = Msg(id="m3", type="message", model="claude-haiku-4-5", usage={"input_tokens": 1, "output_tokens": 2},
+              content=[object()])
+    assert uc.extract("anthropic", odd)[0].usage.output == 2
+    assert uc.extract("anthropic", {**odd.__dict__})[0].usage.output == 2
+    with pytest.raises(InvalidArgumentError):
+        uc.extract("gemini", {"usageMetadata": {"promptTokenCount": 1}, "content": [object()]})
 
 
 def test_record_query_and_reports(tracker: Tracker) -> None:

@@ -684,3 +684,69 @@ fn vectors_match_hand_worked_expectations() {
     }
     assert!(failures.is_empty() && skipped == 0, "{msg}");
 }
+
+/// A provider's payload without the fields [`Provider::unread_fields`] names, top level only.
+fn without_unread(provider: Provider, v: &Value) -> (Value, usize) {
+    let mut v = v.clone();
+    let mut removed = 0;
+    if let Some(m) = v.as_object_mut() {
+        for key in provider.unread_fields() {
+            removed += usize::from(m.remove(*key).is_some());
+        }
+    }
+    (v, removed)
+}
+
+/// The bindings leave a provider's unread fields out when they convert an SDK object: every
+/// response and stream in the vectors must give the same records (or the same error) without
+/// them.
+#[test]
+fn unread_fields_are_never_read() {
+    let (cases, _) = load();
+    let mut removed = 0;
+    let mut failures = Vec::new();
+    for c in &cases {
+        let Some(Ok(provider)) = c
+            .get("provider")
+            .and_then(Value::as_str)
+            .map(str::parse::<Provider>)
+        else {
+            continue;
+        };
+        let same = if let Some(response) = c.get("response") {
+            let (stripped, n) = without_unread(provider, response);
+            removed += n;
+            format!("{:?}", extract(provider, response))
+                == format!("{:?}", extract(provider, &stripped))
+        } else if let Some(stream) = c.get("stream").and_then(Value::as_array) {
+            let mut run = |strip: bool| -> Result<Extracted, Error> {
+                let mut acc = StreamAccumulator::new(provider);
+                for event in stream {
+                    if strip {
+                        let (stripped, n) = without_unread(provider, event);
+                        removed += n;
+                        acc.push(&stripped)?;
+                    } else {
+                        acc.push(event)?;
+                    }
+                }
+                acc.finish()
+            };
+            let whole = format!("{:?}", run(false));
+            whole == format!("{:?}", run(true))
+        } else {
+            continue;
+        };
+        if !same {
+            failures.push(c.label());
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "extraction read an unread field in: {failures:?}"
+    );
+    assert!(
+        removed >= 10,
+        "the vectors hold only {removed} unread fields"
+    );
+}

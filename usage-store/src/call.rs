@@ -150,6 +150,11 @@ impl CallGuard {
         self.reservation.as_ref().map(|r| r.id.clone())
     }
 
+    /// The provider the call is recorded under.
+    pub fn provider(&self) -> Option<usage_core::extract::Provider> {
+        self.ctx.provider
+    }
+
     /// Marks the first token's arrival (a stream's latency); later calls change nothing.
     pub fn first_token(&self) {
         let mut slot = self.first_token.lock().unwrap_or_else(|p| p.into_inner());

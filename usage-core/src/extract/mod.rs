@@ -68,6 +68,22 @@ impl Provider {
         Provider::ClaudeCli,
     ];
 
+    /// The top-level fields of this provider's responses and stream events that extraction
+    /// never reads: the generated content. A binding converting an SDK object for extraction
+    /// may leave them out, which is most of the work for a long answer; a test over the shared
+    /// vectors checks that every record is the same without them.
+    pub fn unread_fields(&self) -> &'static [&'static str] {
+        match self {
+            Provider::Anthropic | Provider::Vertex => &["content"],
+            // An InvokeModel body is Anthropic's; a Converse body holds its message in `output`.
+            Provider::Bedrock => &["content", "output"],
+            Provider::OpenAI | Provider::DeepSeek | Provider::Mistral | Provider::Xai => {
+                &["choices", "output", "instructions", "tools"]
+            }
+            Provider::Gemini | Provider::ClaudeCode | Provider::ClaudeCli => &[],
+        }
+    }
+
     /// The platform a provider implies for the pricing context (Anthropic models served by
     /// Vertex or Bedrock), `None` for the others.
     pub fn platform(&self) -> Option<Platform> {
