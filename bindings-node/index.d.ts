@@ -325,6 +325,13 @@ export interface PricingOptions {
 export declare function toCents(usd: string): string
 
 /**
+ * The top-level fields of `provider`'s responses and stream events that usage is never read
+ * from (the generated content: `content`, `choices`, `output`…): the wrappers leave them out
+ * of what they hand over, so a long answer is not serialised for nothing.
+ */
+export declare function unreadFields(provider: string): Array<string>
+
+/**
  * Token counts as JS passes them (the core's `TokenUsage` field names). Read field by field:
  * much cheaper than walking an arbitrary object, which matters on the `cost()` hot path.
  */

@@ -65,6 +65,19 @@ test('anthropic messages.create: the response is unchanged and its usage, cost, 
   assert.equal(typeof e.duration_ms, 'number')
 })
 
+test('usage is read without serialising the answer: content that JSON cannot hold is no obstacle', async () => {
+  const client = claude()
+  // What the SDK would return, with an answer JSON.stringify refuses (a BigInt) in `content`,
+  // which usage is never read from: only the fields usage is read from are handed over.
+  client.messages.create = async () => ({ ...anthropic.message({}, { id: 'msg_big' }), content: [{ type: 'text', n: 1n }] })
+  const msg = await tracker.wrap(client, { userId: 'alice' }).messages.create(ask)
+  assert.equal(msg.content[0].n, 1n)
+  await tracker.flush()
+  const e = await tracker.event('msg_big')
+  assert.ok(e, 'the call is recorded')
+  assert.deepEqual([e.usage.input, e.usage.output], [1000, 200])
+})
+
 test('the recorded latency and duration are the call\'s', async () => {
   fake.script.push({ json: anthropic.message({}, { id: 'msg_slow' }), delayMs: 120 })
   const client = tracker.wrap(claude(), { userId: 'slow' })

@@ -13,6 +13,7 @@
 // of, aborts) or that breaks is recorded with the usage seen so far and its hold released.
 
 const context = require('./context')
+const native = require('./native')
 
 const ABORTS = new Set(['AbortError', 'APIUserAbortError'])
 
@@ -96,6 +97,27 @@ const { convert } = require('./errors')
 
 function warn(e) {
   require('./tracker').warnRecordFailed(e)
+}
+
+const unread = new Map()
+
+/**
+ * A response or stream event as the JSON text the addon reads usage from: without the
+ * top-level fields usage is never read from (the core's `Provider::unread_fields`: the
+ * generated content), so a long answer is not serialised for nothing.
+ */
+function usageJson(provider, data) {
+  if (data === null || typeof data !== 'object' || Array.isArray(data) || typeof data.toJSON === 'function') {
+    return JSON.stringify(data)
+  }
+  let skip = unread.get(provider)
+  if (!skip) {
+    skip = new Set(native.unreadFields(provider))
+    unread.set(provider, skip)
+  }
+  const kept = {}
+  for (const key of Object.keys(data)) if (!skip.has(key)) kept[key] = data[key]
+  return JSON.stringify(kept)
 }
 
 /**
@@ -186,7 +208,7 @@ class Guarded {
       throw e
     }
     if (params.stream) return this._stream(spec, call, data, hide)
-    record(tracker, () => call.succeed(JSON.stringify(data)))
+    record(tracker, () => call.succeed(usageJson(spec.provider, data)))
     return data
   }
 
@@ -206,7 +228,7 @@ class Guarded {
           }
           if (!broken) {
             try {
-              call.pushJson(JSON.stringify(ev))
+              call.pushJson(usageJson(spec.provider, ev))
             } catch (e) {
               broken = e // a malformed event: record what was seen before it
             }

@@ -231,6 +231,15 @@ pub fn extract(provider: String, response: Value) -> napi::Result<String> {
     to_js(&core_extract(p, &response).napi()?)
 }
 
+/// The top-level fields of `provider`'s responses and stream events that usage is never read
+/// from (the generated content: `content`, `choices`, `output`…): the wrappers leave them out
+/// of what they hand over, so a long answer is not serialised for nothing.
+#[napi]
+pub fn unread_fields(provider: String) -> napi::Result<Vec<String>> {
+    let p: Provider = provider.parse().napi()?;
+    Ok(p.unread_fields().iter().map(|f| (*f).to_owned()).collect())
+}
+
 /// A rough count of the prompt tokens in a request's prompt parts (given as JSON text), by the
 /// core's rule: the characters of every string over four, base64 `data` payloads skipped. For
 /// reservations only; usage is read from responses.
