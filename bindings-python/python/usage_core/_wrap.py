@@ -32,6 +32,11 @@ from ._native import CallTemplate, NativeCall, NativeTracker, StreamAccumulator,
 
 log = logging.getLogger("usage_core")
 
+try:  # both SDKs build their responses with pydantic; this module loads when a client is wrapped
+    from pydantic import BaseModel as _Model
+except ImportError:  # pragma: no cover - a client from neither SDK is refused anyway
+    _Model = ()  # type: ignore[assignment,misc]
+
 # Request arguments holding the prompt, by API.
 _PROMPT_KEYS = {
     "anthropic": ("system", "messages", "tools"),
@@ -283,6 +288,10 @@ def _body(resp: Any) -> Any:
     calls the SDK's parsed body or stream (or an awaitable of it): ``parse()`` caches what it
     returns, so the caller's own ``parse()`` gets the very same object (a stream hooked like any
     other) and the body is read once."""
+    # A response model first: asking a pydantic model for an attribute it lacks costs a few
+    # microseconds (its `__getattr__` builds an error), on every call.
+    if isinstance(resp, _Model):
+        return resp
     if hasattr(resp, "http_response") and callable(getattr(resp, "parse", None)):
         return resp.parse()
     return resp
