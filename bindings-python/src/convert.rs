@@ -224,7 +224,9 @@ fn plain_model_json(
     }
     let mut m = Map::new();
     for part in [intern!(py, "__dict__"), intern!(py, "__pydantic_extra__")] {
-        let fields = obj.getattr(part)?;
+        let Ok(fields) = obj.getattr(part) else {
+            return Ok(None);
+        };
         // `__pydantic_extra__` is None unless the model keeps extra fields.
         let Ok(fields) = fields.cast::<PyDict>() else {
             continue;
@@ -319,7 +321,9 @@ fn is_plain_model_type(ty: &Bound<'_, PyType>) -> PyResult<bool> {
     if let Some(known) = seen.get_item(ty)? {
         return known.is_truthy();
     }
-    let plain = looks_plain(ty)?;
+    // A type this reading cannot make out (another pydantic version's internals) is left to
+    // pydantic's serializer rather than failing the caller's call.
+    let plain = looks_plain(ty).unwrap_or(false);
     if seen.len() < PLAIN_TYPES_KEPT {
         seen.set_item(ty, plain)?;
     }
