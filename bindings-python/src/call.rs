@@ -12,7 +12,7 @@ use usage_core::quota::estimate::{self, prompt_rule};
 use usage_store::{CallGuard, GuardContext, Recorded, Tracker};
 
 use crate::convert::{json_to_py, py_to_json, response_json};
-use crate::errors::{argument, to_py};
+use crate::errors::{IntoPy, argument, to_py};
 use crate::tracker::{CallSizeArgs, Conv, Out, go, none, recorded_list, runtime, start_call};
 use crate::values::StreamAccumulator;
 
@@ -82,6 +82,12 @@ impl CallTemplate {
         if let Some(m) = model.as_deref().filter(|m| !m.is_empty()) {
             ctx.meta.model = Some(m.to_owned());
         }
+        // With nothing to reserve a blocking call starts here, without entering the runtime.
+        if !self.asynchronous
+            && let Some(guard) = self.tracker.begin_call_unreserved(&ctx).py(py)?
+        {
+            return Ok(Py::new(py, NativeCall::new(guard, false))?.into_any());
+        }
         let size = CallSizeArgs {
             model,
             prompt_tokens,
@@ -122,6 +128,14 @@ impl NativeCall {
             Some(p) => response_json(response, p)?,
             None => py_to_json(response)?,
         };
+        // Queued for the batched writer with nothing to wait for: done here, without entering
+        // the runtime.
+        if !self.asynchronous
+            && !background
+            && let Some(done) = self.guard.succeed_now(&body)
+        {
+            return outcome(done.py(py)?, result)(py);
+        }
         let g = self.guard.clone();
         self.finish(py, background, async move {
             Ok(outcome(g.succeed(&body).await?, result))

@@ -60,6 +60,22 @@ impl Tracker {
         Ok(self.started_call(ctx, reservation))
     }
 
+    /// Starts a guarded call without waiting when nothing is to be reserved: the quotas are
+    /// cached and none applies to `ctx.subjects` (what [`begin_call_sized`] then does too).
+    /// `Ok(None)` when telling needs the store: await [`begin_call_sized`] or [`begin_call`]
+    /// instead. The bindings start every call of an app without quotas this way, without
+    /// entering the async runtime.
+    ///
+    /// [`begin_call_sized`]: Tracker::begin_call_sized
+    /// [`begin_call`]: Tracker::begin_call
+    pub fn begin_call_unreserved(&self, ctx: &GuardContext) -> Result<Option<CallGuard>> {
+        needs_provider(ctx)?;
+        Ok(match self.any_applicable_cached(&ctx.subjects)? {
+            Some(false) => Some(self.started_call(ctx.clone(), None)),
+            Some(true) | None => None,
+        })
+    }
+
     /// A guard for a call starting now, holding `reservation` when a quota applied.
     fn started_call(&self, ctx: GuardContext, reservation: Option<Reservation>) -> CallGuard {
         CallGuard {
@@ -202,6 +218,27 @@ impl CallGuard {
                 Err(e)
             }
         }
+    }
+
+    /// [`succeed`](CallGuard::succeed) without waiting, when it needs nothing but the batched
+    /// writer's queue: the call holds no reservation, records batched, and the queue has room.
+    /// `None` (nothing done) otherwise: await `succeed`. The bindings finish every call of an
+    /// app without quotas this way, without entering the async runtime.
+    pub fn succeed_now(&self, response: &serde_json::Value) -> Option<Result<Vec<Recorded>>> {
+        if self.reservation.is_some() || !self.ctx.batched || !self.tracker.queue_has_room() {
+            return None;
+        }
+        let provider = self.ctx.provider?;
+        // As `succeed`: the call is finished either way; unreadable usage is the error.
+        Some(match response_events(provider, response, self.meta()) {
+            Ok(events) => self.finish().and_then(|()| {
+                events
+                    .into_iter()
+                    .map(|e| self.tracker.enqueue_now(e))
+                    .collect()
+            }),
+            Err(e) => self.finish().and(Err(e)),
+        })
     }
 
     /// Records what a stream accumulated (a `usage_core::extract::StreamAccumulator`'s
@@ -357,6 +394,118 @@ mod tests {
             .await
             .expect("status");
         assert_eq!(status[0].held, 0.into());
+    }
+
+    /// A call starts without waiting only when the cached quotas say nothing is to be held; it
+    /// is then recorded like any other. Otherwise (nothing cached yet, or a quota applies) the
+    /// caller is sent to `begin_call_sized`. Bad subjects and a missing provider are refused.
+    #[tokio::test]
+    async fn a_call_starts_at_once_only_when_no_cached_quota_applies() {
+        use usage_core::extract::Provider;
+
+        let tracker = Tracker::open("memory://").await.expect("open");
+        let ctx = |user: &str| GuardContext {
+            provider: Some(Provider::Anthropic),
+            subjects: vec![Subject::user(user)],
+            ..Default::default()
+        };
+        let unreserved = |user: &str| tracker.begin_call_unreserved(&ctx(user)).expect("begin");
+        assert!(
+            unreserved("u").is_none(),
+            "nothing is cached before the first look"
+        );
+        tracker.quotas().await.expect("quotas");
+        let call = unreserved("u").expect("no quota applies");
+        let response = serde_json::json!({
+            "id": "msg_fast", "type": "message", "model": "claude-haiku-4-5",
+            "usage": { "input_tokens": 10, "output_tokens": 2 }
+        });
+        let r = call.succeed(&response).await.expect("succeed");
+        assert_eq!(
+            (r[0].event.id.as_str(), r[0].duplicate),
+            ("msg_fast", false)
+        );
+
+        let q = Quota::new(
+            "q",
+            Subject::user("u"),
+            QuotaMetric::Requests,
+            10,
+            Window::Day,
+        );
+        tracker.set_quota(q).await.expect("quota");
+        tracker.quotas().await.expect("quotas");
+        assert!(unreserved("u").is_none(), "a quota applies to u");
+        assert!(unreserved("v").is_some(), "none applies to v");
+
+        let bad = GuardContext {
+            subjects: vec![Subject::user("")],
+            ..ctx("u")
+        };
+        assert!(tracker.begin_call_unreserved(&bad).is_err());
+        let nameless = GuardContext {
+            provider: None,
+            ..ctx("v")
+        };
+        assert!(tracker.begin_call_unreserved(&nameless).is_err());
+    }
+
+    /// A batched call without a hold finishes at once, exactly as `succeed` would: recorded
+    /// once, finished (a second finish is refused), unreadable usage reported. A durable call,
+    /// or one holding a reservation, is sent to `succeed`.
+    #[tokio::test]
+    async fn a_batched_call_without_a_hold_finishes_at_once() {
+        use usage_core::extract::Provider;
+
+        let tracker = Tracker::open("memory://").await.expect("open");
+        let ctx = |user: &str, batched: bool| GuardContext {
+            provider: Some(Provider::Anthropic),
+            subjects: vec![Subject::user(user)],
+            batched,
+            ..Default::default()
+        };
+        let response = |id: &str| {
+            serde_json::json!({
+                "id": id, "type": "message", "model": "claude-haiku-4-5",
+                "usage": { "input_tokens": 10, "output_tokens": 2 }
+            })
+        };
+        let nothing = Estimate::default();
+        let begin = |c: GuardContext| tracker.begin_call(c, &nothing);
+
+        let call = begin(ctx("u", true)).await.expect("begin");
+        let r = call
+            .succeed_now(&response("msg_now"))
+            .expect("at once")
+            .expect("recorded");
+        assert_eq!((r[0].event.id.as_str(), r[0].duplicate), ("msg_now", false));
+        assert!(
+            call.succeed_now(&response("msg_now"))
+                .expect("at once")
+                .is_err()
+        );
+        tracker.flush().await.expect("flush");
+        assert!(tracker.event("msg_now").await.expect("read").is_some());
+
+        let bad = begin(ctx("u", true)).await.expect("begin");
+        let unreadable = serde_json::json!({"type": "message", "usage": {"input_tokens": "ten"}});
+        assert!(bad.succeed_now(&unreadable).expect("at once").is_err());
+        assert!(bad.fail("x", "y").await.is_err(), "the call was finished");
+
+        let durable = begin(ctx("u", false)).await.expect("begin");
+        assert!(durable.succeed_now(&response("msg_d")).is_none());
+        let q = Quota::new(
+            "q",
+            Subject::user("u"),
+            QuotaMetric::Requests,
+            10,
+            Window::Day,
+        );
+        tracker.set_quota(q).await.expect("quota");
+        let held = begin(ctx("u", true)).await.expect("begin");
+        assert!(held.reservation_id().is_some());
+        assert!(held.succeed_now(&response("msg_h")).is_none());
+        held.succeed(&response("msg_h")).await.expect("succeed");
     }
 
     /// A failed call is recorded under the same provider and platform as a response from it

@@ -49,6 +49,11 @@ impl QuotaCache {
     }
 }
 
+/// Whether `q` counts a call made for `subjects`: global quotas count every call.
+fn applies(q: &Quota, subjects: &[Subject]) -> bool {
+    q.subject == Subject::Global || subjects.contains(&q.subject)
+}
+
 /// The key under which a window's alerts are kept: calendar windows by their start; rolling
 /// windows by consecutive periods of their own length (so a threshold fires at most once per
 /// window length); lifetime windows once ever.
@@ -135,6 +140,29 @@ impl Tracker {
     /// The quotas that apply to `subjects`: theirs and every global quota. A scoped handle
     /// may only ask about its own user.
     pub(crate) async fn applicable(&self, subjects: &[Subject]) -> Result<Vec<Quota>> {
+        self.check_subjects(subjects)?;
+        Ok(self
+            .quotas()
+            .await?
+            .iter()
+            .filter(|q| applies(q, subjects))
+            .cloned()
+            .collect())
+    }
+
+    /// Whether any quota applies to `subjects`, when the quotas are cached; `None` when telling
+    /// needs the store.
+    pub(crate) fn any_applicable_cached(&self, subjects: &[Subject]) -> Result<Option<bool>> {
+        self.check_subjects(subjects)?;
+        Ok(self
+            .shared
+            .quotas
+            .get()
+            .map(|quotas| quotas.iter().any(|q| applies(q, subjects))))
+    }
+
+    /// Subjects must be well formed and inside this handle's scope.
+    fn check_subjects(&self, subjects: &[Subject]) -> Result<()> {
         for s in subjects {
             s.validate()?;
             if let (Some(mine), Subject::User { id }) = (&self.scope.user_id, s)
@@ -146,13 +174,7 @@ impl Tracker {
                 ));
             }
         }
-        Ok(self
-            .quotas()
-            .await?
-            .iter()
-            .filter(|q| q.subject == Subject::Global || subjects.contains(&q.subject))
-            .cloned()
-            .collect())
+        Ok(())
     }
 
     async fn used(&self, quota: &Quota, range: TimeRange) -> Result<Decimal> {

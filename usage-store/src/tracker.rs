@@ -334,16 +334,31 @@ impl Tracker {
     /// arrive through the callbacks and `alerts()` once its batch is written.
     pub(crate) async fn enqueue_recorded(&self, e: NewEvent) -> Result<Recorded> {
         let (event, breakdown) = self.prepare(e)?;
-        if let Some(err) = self.shared.writer.take_error() {
-            return Err(Error::store(self.shared.store.backend(), "enqueue", err));
-        }
+        self.writer_error()?;
         self.shared.writer.send(event.clone()).await?;
-        Ok(Recorded {
-            event,
-            duplicate: false,
-            breakdown,
-            alerts: Vec::new(),
-        })
+        Ok(queued(event, breakdown))
+    }
+
+    /// [`enqueue_recorded`](Tracker::enqueue_recorded) without waiting, for callers that made
+    /// sure the queue has room ([`queue_has_room`](Tracker::queue_has_room)).
+    pub(crate) fn enqueue_now(&self, e: NewEvent) -> Result<Recorded> {
+        let (event, breakdown) = self.prepare(e)?;
+        self.writer_error()?;
+        self.shared.writer.push(event.clone())?;
+        Ok(queued(event, breakdown))
+    }
+
+    /// Whether the batched writer's queue has room for another event.
+    pub(crate) fn queue_has_room(&self) -> bool {
+        self.shared.writer.has_room()
+    }
+
+    /// A write error of the batched writer's since this was last asked.
+    fn writer_error(&self) -> Result<()> {
+        match self.shared.writer.take_error() {
+            Some(err) => Err(Error::store(self.shared.store.backend(), "enqueue", err)),
+            None => Ok(()),
+        }
     }
 
     /// Reads every usage record in a provider payload and records each durably.
@@ -509,6 +524,17 @@ impl Tracker {
     pub async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
         self.admin("runs")?;
         self.shared.store.runs(limit).await
+    }
+}
+
+/// What `enqueue` reports for an event it queued: never a duplicate (that is known once it is
+/// written), no alerts yet.
+fn queued(event: UsageEvent, breakdown: Option<CostBreakdown>) -> Recorded {
+    Recorded {
+        event,
+        duplicate: false,
+        breakdown,
+        alerts: Vec::new(),
     }
 }
 

@@ -175,27 +175,34 @@ impl BatchWriter {
 
     /// Queues an event. Waits (without blocking a thread) while `max_queue` events are queued.
     pub(crate) async fn send(&self, e: UsageEvent) -> Result<()> {
-        loop {
-            {
-                let mut q = self.shared.lock();
-                if q.closed {
-                    return Err(Error::store("writer", "enqueue", "the tracker is closed"));
-                }
-                if q.events.len() < self.opts.max_queue.max(1) {
-                    q.events.push(e);
-                    let n = q.events.len();
-                    drop(q);
-                    // The first event starts the batch's clock; a full batch is written now.
-                    if n == 1 || n == self.opts.max_batch {
-                        self.shared.wake.notify_one();
-                    }
-                    return Ok(());
-                }
-            }
+        while !self.has_room() {
             // The queue is full: the writer is behind. Let it catch up.
             self.shared.wake.notify_one();
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        self.push(e)
+    }
+
+    /// Whether fewer than `max_queue` events are queued.
+    pub(crate) fn has_room(&self) -> bool {
+        self.shared.lock().events.len() < self.opts.max_queue.max(1)
+    }
+
+    /// Queues an event now, room or not: callers check [`has_room`](Self::has_room) first, so
+    /// the queue outgrows `max_queue` by at most one event per caller racing it.
+    pub(crate) fn push(&self, e: UsageEvent) -> Result<()> {
+        let mut q = self.shared.lock();
+        if q.closed {
+            return Err(Error::store("writer", "enqueue", "the tracker is closed"));
+        }
+        q.events.push(e);
+        let n = q.events.len();
+        drop(q);
+        // The first event starts the batch's clock; a full batch is written now.
+        if n == 1 || n == self.opts.max_batch {
+            self.shared.wake.notify_one();
+        }
+        Ok(())
     }
 
     /// Writes everything queued so far; reports a write error that happened since the last
