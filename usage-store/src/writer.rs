@@ -183,9 +183,11 @@ impl BatchWriter {
         self.push(e)
     }
 
-    /// Whether fewer than `max_queue` events are queued.
+    /// Whether an event can be queued without waiting: fewer than `max_queue` are queued, or
+    /// the writer is closed (then [`push`](Self::push) says so rather than anyone waiting).
     pub(crate) fn has_room(&self) -> bool {
-        self.shared.lock().events.len() < self.opts.max_queue.max(1)
+        let q = self.shared.lock();
+        q.closed || q.events.len() < self.opts.max_queue.max(1)
     }
 
     /// Queues an event now, room or not: callers check [`has_room`](Self::has_room) first, so
