@@ -63,7 +63,7 @@ impl Tracker {
     /// Starts a guarded call without waiting when nothing is to be reserved: the quotas are
     /// cached and none applies to `ctx.subjects` (what [`begin_call_sized`] then does too).
     /// `Ok(None)` when telling needs the store: await [`begin_call_sized`] or [`begin_call`]
-    /// instead. The bindings start every call of an app without quotas this way, without
+    /// instead. It lets a binding start a blocking call of an app without quotas without
     /// entering the async runtime.
     ///
     /// [`begin_call_sized`]: Tracker::begin_call_sized
@@ -222,8 +222,8 @@ impl CallGuard {
 
     /// [`succeed`](CallGuard::succeed) without waiting, when it needs nothing but the batched
     /// writer's queue: the call holds no reservation, records batched, and the queue has room.
-    /// `None` (nothing done) otherwise: await `succeed`. The bindings finish every call of an
-    /// app without quotas this way, without entering the async runtime.
+    /// `None` (nothing done) otherwise: await `succeed`. It lets a binding finish a blocking
+    /// call of an app without quotas without entering the async runtime.
     pub fn succeed_now(&self, response: &serde_json::Value) -> Option<Result<Vec<Recorded>>> {
         if self.reservation.is_some() || !self.ctx.batched || !self.tracker.queue_has_room() {
             return None;
