@@ -351,6 +351,18 @@ mod tests {
 
     use super::*;
 
+    /// Ten requests a day for user `u`.
+    async fn limit_requests_of_u(tracker: &Tracker) {
+        let q = Quota::new(
+            "q",
+            Subject::user("u"),
+            QuotaMetric::Requests,
+            10,
+            Window::Day,
+        );
+        tracker.set_quota(q).await.expect("quota");
+    }
+
     /// A call without a provider is refused before anything is held, whether the estimate is
     /// given or worked out, and whether or not a quota applies.
     #[tokio::test]
@@ -368,14 +380,7 @@ mod tests {
         };
         for with_quota in [false, true] {
             if with_quota {
-                let q = Quota::new(
-                    "q",
-                    Subject::user("u"),
-                    QuotaMetric::Requests,
-                    10,
-                    Window::Day,
-                );
-                tracker.set_quota(q).await.expect("quota");
+                limit_requests_of_u(&tracker).await;
             }
             for sized in [false, true] {
                 let started = if sized {
@@ -426,14 +431,7 @@ mod tests {
             ("msg_fast", false)
         );
 
-        let q = Quota::new(
-            "q",
-            Subject::user("u"),
-            QuotaMetric::Requests,
-            10,
-            Window::Day,
-        );
-        tracker.set_quota(q).await.expect("quota");
+        limit_requests_of_u(&tracker).await;
         tracker.quotas().await.expect("quotas");
         assert!(unreserved("u").is_none(), "a quota applies to u");
         assert!(unreserved("v").is_some(), "none applies to v");
@@ -494,14 +492,7 @@ mod tests {
 
         let durable = begin(ctx("u", false)).await.expect("begin");
         assert!(durable.succeed_now(&response("msg_d")).is_none());
-        let q = Quota::new(
-            "q",
-            Subject::user("u"),
-            QuotaMetric::Requests,
-            10,
-            Window::Day,
-        );
-        tracker.set_quota(q).await.expect("quota");
+        limit_requests_of_u(&tracker).await;
         let held = begin(ctx("u", true)).await.expect("begin");
         assert!(held.reservation_id().is_some());
         assert!(held.succeed_now(&response("msg_h")).is_none());
