@@ -69,7 +69,8 @@ impl CallTemplate {
     /// Starts a guarded call: `NativeTracker.begin_call` with this template's arguments,
     /// `model` (also recorded as the event's model when the response names none), the prompt
     /// size counted from the request's prompt parts by the core's rough rule
-    /// (`approx_prompt_tokens`), and `max_tokens`.
+    /// (`approx_prompt_tokens`), and `max_tokens`. On an async tracker an awaitable of the
+    /// `NativeCall`, except when nothing is to be reserved: then the call itself.
     fn begin(
         &self,
         py: Python<'_>,
@@ -82,11 +83,11 @@ impl CallTemplate {
         if let Some(m) = model.as_deref().filter(|m| !m.is_empty()) {
             ctx.meta.model = Some(m.to_owned());
         }
-        // With nothing to reserve a blocking call starts here, without entering the runtime.
-        if !self.asynchronous
-            && let Some(guard) = self.tracker.begin_call_unreserved(&ctx).py(py)?
-        {
-            return Ok(Py::new(py, NativeCall::new(guard, false))?.into_any());
+        // With nothing to reserve the call starts here, without entering the runtime: the call
+        // itself is returned, on an async tracker too (not an awaitable of it).
+        if let Some(guard) = self.tracker.begin_call_unreserved(&ctx).py(py)? {
+            let call = NativeCall::new(guard, self.asynchronous);
+            return Ok(Py::new(py, call)?.into_any());
         }
         let size = CallSizeArgs {
             model,
@@ -116,6 +117,8 @@ impl NativeCall {
     }
 
     /// Records the usage in the provider's response (dict or SDK object) and drops the hold.
+    /// On an async call an awaitable of the outcome, except when it could be queued for the
+    /// batched writer at once: then the outcome itself.
     #[pyo3(signature = (response, result=true, background=false))]
     fn succeed(
         &self,
@@ -129,11 +132,8 @@ impl NativeCall {
             None => py_to_json(response)?,
         };
         // Queued for the batched writer with nothing to wait for: done here, without entering
-        // the runtime.
-        if !self.asynchronous
-            && !background
-            && let Some(done) = self.guard.succeed_now(&body)
-        {
+        // the runtime; the outcome itself is returned, on an async call too.
+        if !background && let Some(done) = self.guard.succeed_now(&body) {
             return outcome(done.py(py)?, result)(py);
         }
         let g = self.guard.clone();

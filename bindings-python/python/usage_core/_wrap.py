@@ -112,9 +112,9 @@ class _Recorder:
         return m
 
     def begin(self, api: str, kwargs: Dict[str, Any]) -> Any:
-        """Starts the guarded call for a request (a ``NativeCall``, or an awaitable of one on an
-        async client): reserves its worst-case estimate when a quota applies
-        (``QuotaExceededError`` here, before anything is sent)."""
+        """Starts the guarded call for a request (a ``NativeCall``; on an async client an
+        awaitable of one unless nothing was to be reserved): reserves its worst-case estimate
+        when a quota applies (``QuotaExceededError`` here, before anything is sent)."""
         model = kwargs.get("model")
         if not isinstance(model, str):
             model = None
@@ -307,9 +307,18 @@ def _quiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
 
 async def _aquiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     try:
-        await fn(*args, **kwargs)
+        # A call with nothing to wait for (no hold, batched recording) is finished at once.
+        done = fn(*args, **kwargs)
+        if inspect.isawaitable(done):
+            await done
     except UsageError:
         log.exception("usage_core: recording a call failed")
+
+
+async def _started(begun: Any) -> NativeCall:
+    """The call an async ``_Recorder.begin`` started: an awaitable of it, or the call itself
+    when nothing was to be reserved."""
+    return begun if isinstance(begun, NativeCall) else await begun
 
 
 def _sync_create(rec: _Recorder, api: str, orig: Callable[..., Any]) -> Callable[..., Any]:
@@ -350,7 +359,7 @@ def _async_create(rec: _Recorder, api: str, orig: Callable[..., Any]) -> Callabl
             if not (isinstance(opts, dict) and opts.get("include_usage")):
                 kwargs["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
                 hide = True
-        call: NativeCall = await rec.begin(api, kwargs)
+        call = await _started(rec.begin(api, kwargs))
         try:
             resp = await orig(*args, **kwargs)
         except BaseException as e:
@@ -385,7 +394,7 @@ def _tracked_manager(cls: type, is_async: bool) -> type:
 
         async def __aenter__(self: Any) -> Any:
             rec, kwargs = self._usage_core
-            call = await rec.begin("anthropic", kwargs)
+            call = await _started(rec.begin("anthropic", kwargs))
             try:
                 ms = await cls.__aenter__(self)  # type: ignore[attr-defined]
             except BaseException as e:
