@@ -142,6 +142,57 @@ def bench_wrapper() -> Dict[str, float]:
     return {"plain": p, "wrapped": w, "overhead": w - p, "recorded": float(recorded)}
 
 
+def bench_async_wrapper() -> Dict[str, float]:
+    """`bench_wrapper` with `AsyncAnthropic` and an `AsyncTracker` (FastAPI's case): 15
+    interleaved rounds of 200 awaited calls each."""
+    import asyncio
+
+    import anthropic
+    import httpx2
+
+    import usage_core as uc
+
+    body = json.dumps({
+        "id": "msg_bench", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+        "content": [{"type": "text", "text": "Hello!"}], "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": 1000, "output_tokens": 200, "cache_read_input_tokens": 0},
+    }).encode()
+    n = [0]
+
+    async def handler(request: Any) -> Any:
+        n[0] += 1
+        return httpx2.Response(200, content=body.replace(b"msg_bench", f"msg_{n[0]}".encode()),
+                               headers={"content-type": "application/json"})
+
+    async def run() -> Dict[str, float]:
+        http = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
+        plain = anthropic.AsyncAnthropic(api_key="bench", http_client=http, max_retries=0)
+        with tempfile.TemporaryDirectory() as tmp:
+            tracker = await uc.AsyncTracker.open(f"sqlite://{tmp}/bench.db")
+            wrapped = tracker.wrap(plain, user_id="bench-user", tags={"workflow": "bench"})
+            msgs = [{"role": "user", "content": "Say hello in one word."}]
+
+            async def per_call(client: Any, batch: int) -> float:
+                t0 = time.perf_counter()
+                for _ in range(batch):
+                    await client.messages.create(model="claude-haiku-4-5", max_tokens=64, messages=msgs)
+                return (time.perf_counter() - t0) / batch
+
+            await per_call(plain, 200)
+            await per_call(wrapped, 200)
+            plain_s, wrapped_s = [], []
+            for _ in range(15):
+                plain_s.append(await per_call(plain, 200))
+                wrapped_s.append(await per_call(wrapped, 200))
+            await tracker.flush()
+            recorded = (await tracker.summary()).totals.requests
+            await tracker.close()
+        p, w = statistics.median(plain_s), statistics.median(wrapped_s)
+        return {"plain": p, "wrapped": w, "overhead": w - p, "recorded": float(recorded)}
+
+    return asyncio.run(run())
+
+
 def long_prompts() -> List[Tuple[str, Any]]:
     """Prompt parts a wrapped call counts before it reserves: a 50-turn conversation (about
     55 KB of text) and one 200 KB document."""
@@ -189,6 +240,15 @@ def main() -> None:
 
     print("\n## wrapper overhead (anthropic messages.create, batched recording to SQLite)\n")
     w = bench_wrapper()
+    print("| | median per call |")
+    print("|---|---|")
+    print(f"| plain client (SDK + in-process transport) | {fmt(w['plain'])} |")
+    print(f"| wrapped client | {fmt(w['wrapped'])} |")
+    print(f"| **overhead** | **{fmt(w['overhead'])}** |")
+    print(f"\n(events recorded by the wrapped client: {int(w['recorded'])})")
+
+    print("\n## wrapper overhead, async (AsyncAnthropic, AsyncTracker, batched recording to SQLite)\n")
+    w = bench_async_wrapper()
     print("| | median per call |")
     print("|---|---|")
     print(f"| plain client (SDK + in-process transport) | {fmt(w['plain'])} |")
