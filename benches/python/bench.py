@@ -102,12 +102,9 @@ def import_time(module: str, runs: int, then: str = "") -> Optional[float]:
     return statistics.median(out)
 
 
-def bench_wrapper() -> Dict[str, float]:
-    import anthropic
-    import httpx2
-
-    import usage_core as uc
-
+def canned_answers() -> Callable[[], bytes]:
+    """The provider's answer in the wrapper benches: one canned message, with a fresh id per
+    call, so every recorded event is a new one, as in real traffic."""
     body = json.dumps({
         "id": "msg_bench", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
         "content": [{"type": "text", "text": "Hello!"}], "stop_reason": "end_turn", "stop_sequence": None,
@@ -115,11 +112,23 @@ def bench_wrapper() -> Dict[str, float]:
     }).encode()
     n = [0]
 
-    def handler(request: Any) -> Any:
+    def answer() -> bytes:
         n[0] += 1
-        # A fresh id per call: every recorded event is a new one, as in real traffic.
-        return httpx2.Response(200, content=body.replace(b"msg_bench", f"msg_{n[0]}".encode()),
-                               headers={"content-type": "application/json"})
+        return body.replace(b"msg_bench", f"msg_{n[0]}".encode())
+
+    return answer
+
+
+def bench_wrapper() -> Dict[str, float]:
+    import anthropic
+    import httpx2
+
+    import usage_core as uc
+
+    answer = canned_answers()
+
+    def handler(request: Any) -> Any:
+        return httpx2.Response(200, content=answer(), headers={"content-type": "application/json"})
 
     http = httpx2.Client(transport=httpx2.MockTransport(handler))
     plain = anthropic.Anthropic(api_key="bench", http_client=http, max_retries=0)
@@ -152,17 +161,10 @@ def bench_async_wrapper() -> Dict[str, float]:
 
     import usage_core as uc
 
-    body = json.dumps({
-        "id": "msg_bench", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
-        "content": [{"type": "text", "text": "Hello!"}], "stop_reason": "end_turn", "stop_sequence": None,
-        "usage": {"input_tokens": 1000, "output_tokens": 200, "cache_read_input_tokens": 0},
-    }).encode()
-    n = [0]
+    answer = canned_answers()
 
     async def handler(request: Any) -> Any:
-        n[0] += 1
-        return httpx2.Response(200, content=body.replace(b"msg_bench", f"msg_{n[0]}".encode()),
-                               headers={"content-type": "application/json"})
+        return httpx2.Response(200, content=answer(), headers={"content-type": "application/json"})
 
     async def run() -> Dict[str, float]:
         http = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
@@ -238,23 +240,18 @@ def main() -> None:
         t = per_call(lambda: approx_prompt_tokens(parts), batch=500, rounds=9)
         print(f"| {label} | {fmt(t)} | {approx_prompt_tokens(parts)} |")
 
-    print("\n## wrapper overhead (anthropic messages.create, batched recording to SQLite)\n")
-    w = bench_wrapper()
-    print("| | median per call |")
-    print("|---|---|")
-    print(f"| plain client (SDK + in-process transport) | {fmt(w['plain'])} |")
-    print(f"| wrapped client | {fmt(w['wrapped'])} |")
-    print(f"| **overhead** | **{fmt(w['overhead'])}** |")
-    print(f"\n(events recorded by the wrapped client: {int(w['recorded'])})")
-
-    print("\n## wrapper overhead, async (AsyncAnthropic, AsyncTracker, batched recording to SQLite)\n")
-    w = bench_async_wrapper()
-    print("| | median per call |")
-    print("|---|---|")
-    print(f"| plain client (SDK + in-process transport) | {fmt(w['plain'])} |")
-    print(f"| wrapped client | {fmt(w['wrapped'])} |")
-    print(f"| **overhead** | **{fmt(w['overhead'])}** |")
-    print(f"\n(events recorded by the wrapped client: {int(w['recorded'])})")
+    for title, run in (
+        ("anthropic messages.create, batched recording to SQLite", bench_wrapper),
+        ("async: AsyncAnthropic, AsyncTracker, batched recording to SQLite", bench_async_wrapper),
+    ):
+        print(f"\n## wrapper overhead ({title})\n")
+        w = run()
+        print("| | median per call |")
+        print("|---|---|")
+        print(f"| plain client (SDK + in-process transport) | {fmt(w['plain'])} |")
+        print(f"| wrapped client | {fmt(w['wrapped'])} |")
+        print(f"| **overhead** | **{fmt(w['overhead'])}** |")
+        print(f"\n(events recorded by the wrapped client: {int(w['recorded'])})")
 
 
 if __name__ == "__main__":
