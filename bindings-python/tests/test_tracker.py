@@ -140,6 +140,17 @@ def test_sdk_objects_are_read_as_pydantic_writes_them() -> None:
         (rec,) = uc.extract("anthropic", Msg(id="m2", type="message", model="claude-haiku-4-5", usage=usage))
         assert rec.usage.output == output, "a model with its own serializer is written by pydantic"
 
+    # A model type whose pydantic internals cannot be made out (another pydantic version's
+    # layout) is read through pydantic's serializer instead of failing the call.
+    class Odd(pydantic.BaseModel):
+        input_tokens: int
+        output_tokens: int
+
+    Odd.__pydantic_decorators__ = None  # type: ignore[assignment]
+    (rec,) = uc.extract("anthropic", Msg(id="m4", type="message", model="claude-haiku-4-5",
+                                         usage=Odd(input_tokens=3, output_tokens=4)))
+    assert (rec.usage.input, rec.usage.output) == (3, 4)
+
     # What an extractor never reads (the answer's content) is not converted at all, so content
     # that is not JSON cannot break the reading.
     odd = Msg(id="m3", type="message", model="claude-haiku-4-5", usage={"input_tokens": 1, "output_tokens": 2},
