@@ -12,7 +12,7 @@ use usage_core::{Error, Usd};
 
 use super::codec::{EventRow, TOTALS_COLS, event_from_row, event_select, from_ms, ms};
 use super::write::{Deltas, HOUR_MS, floor_sql, floor_to};
-use super::{Fail, counters};
+use super::{Fail, counters, ids};
 use crate::rollups::{DERIVED, refresh_range, refresh_sql};
 
 /// Cell start bounds meaning "all time" (far outside any real timestamp, and safe to round).
@@ -188,8 +188,17 @@ pub(super) fn purge(
         if opts.cancelled() {
             return Ok(cancelled(done, total, ()));
         }
+        // The batch's id hashes first, then its events: the three statements pick the same
+        // events (the `events_ts` index orders them by time, then sequence number).
+        for table in ["event_ids", "event_ids_recent"] {
+            tx.prepare_cached(&format!(
+                "DELETE FROM {table} WHERE (h, seq) IN (SELECT {}(id), seq FROM events WHERE ts_ms < ?1 ORDER BY ts_ms, seq LIMIT ?2)",
+                ids::SQL_FUNCTION
+            ))?
+            .execute(params![before_ms, batch])?;
+        }
         let n = tx
-            .prepare_cached("DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)")?
+            .prepare_cached("DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE ts_ms < ?1 ORDER BY ts_ms, seq LIMIT ?2)")?
             .execute(params![before_ms, batch])?;
         if n == 0 {
             break;

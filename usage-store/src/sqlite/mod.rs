@@ -5,6 +5,7 @@
 
 mod codec;
 mod counters;
+mod ids;
 mod maintenance;
 mod query;
 mod quota;

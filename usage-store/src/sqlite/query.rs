@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use usage_core::Error;
 use usage_core::event::{EventId, UsageEvent};
 use usage_core::query::{Dimension, Filter, TimeRange};
@@ -19,7 +19,7 @@ use usage_core::store::{
 use super::Fail;
 use super::codec::{Sums, TOTALS_COLS, ceil_ms, event_from_row, event_select, from_ms, ms};
 use super::write::{HOUR_MS, floor_sql};
-use crate::rollups::table_for;
+use crate::rollups::{ceil_to, table_for};
 
 /// Sums per (group values, grain start in ms).
 type Cells = HashMap<(Vec<Option<String>>, Option<i64>), Sums>;
@@ -292,12 +292,12 @@ fn rollup_cells(
         },
     };
     let range_ms = filter.range.map(|r| (ceil_ms(r.start), ceil_ms(r.end)));
-    let (name, time_col, is_tags, has_user) = match table {
+    let (name, time_col, step, is_tags, has_user) = match table {
         Rollup::Events => {
             let t = table_for(filter, group, range_ms, grain);
-            (t.name, t.time_col, false, t.has_user())
+            (t.name, t.time_col, t.step_ms, false, t.has_user())
         }
-        Rollup::Tags { .. } => ("rollup_tags", "hour_ms", true, true),
+        Rollup::Tags { .. } => ("rollup_tags", "hour_ms", HOUR_MS, true, true),
     };
     let mut cols: Vec<String> = group
         .iter()
@@ -318,16 +318,26 @@ fn rollup_cells(
     }
     let mut conds = vec!["requests > 0".to_owned()];
     let mut params: Vec<Value> = Vec::new();
+    // A cell is included when its period starts in the range: exact for the ranges the
+    // engine asks rollups for, which start and end on the table's periods.
+    if filter.user_id.is_some() && !is_tags {
+        // Keyed time first, the tables have no per-user index (a batch would write one at
+        // every user's place): one user's cells are found with a seek per period instead.
+        let Some((start, end)) = user_periods(conn, name, time_col, step, range_ms)? else {
+            return Ok(Cells::new());
+        };
+        conds.push(format!(
+            "{time_col} IN (WITH RECURSIVE p(t) AS (VALUES (?) UNION ALL SELECT t + {step} FROM p WHERE t + {step} < ?) SELECT t FROM p)"
+        ));
+        params.extend([Value::Integer(start), Value::Integer(end)]);
+    } else if let Some((start, end)) = range_ms {
+        conds.extend([format!("{time_col} >= ?"), format!("{time_col} < ?")]);
+        params.extend([Value::Integer(start), Value::Integer(end)]);
+    }
     let mut cond = |sql: &str, v: Value| {
         conds.push(sql.to_owned());
         params.push(v);
     };
-    // A cell is included when its period starts in the range: exact for the ranges the
-    // engine asks rollups for, which start and end on the table's periods.
-    if let Some((start, end)) = range_ms {
-        cond(&format!("{time_col} >= ?"), Value::Integer(start));
-        cond(&format!("{time_col} < ?"), Value::Integer(end));
-    }
     if let Rollup::Tags { key, value } = table {
         cond("key = ?", Value::Text(key.to_owned()));
         if let Some(v) = value {
@@ -360,6 +370,29 @@ fn rollup_cells(
     collect(conn, &text, &params, group.len(), m, &mut cells)?;
     cells.retain(|_, s| s.requests() > 0);
     Ok(cells)
+}
+
+/// The periods of `table` a per-user read must visit: the first and the end of those that
+/// start in the range and hold cells at all. `None` when there are none.
+fn user_periods(
+    conn: &Connection,
+    table: &str,
+    time_col: &str,
+    step: i64,
+    range_ms: Option<(i64, i64)>,
+) -> Result<Option<(i64, i64)>, Fail> {
+    let (lo, hi): (Option<i64>, Option<i64>) = conn
+        .prepare_cached(&format!(
+            "SELECT (SELECT MIN({time_col}) FROM {table}), (SELECT MAX({time_col}) FROM {table})"
+        ))?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (Some(lo), Some(hi)) = (lo, hi) else {
+        return Ok(None);
+    };
+    let (start, end) = range_ms.unwrap_or((i64::MIN, i64::MAX));
+    let start = ceil_to(start.max(lo), step);
+    let end = end.min(hi.saturating_add(1));
+    Ok((start < end).then_some((start, end)))
 }
 
 fn cells_for(
@@ -473,10 +506,15 @@ pub(super) fn latencies(
 }
 
 pub(super) fn get(conn: &Connection, id: &EventId) -> Result<Option<UsageEvent>, Fail> {
-    let text = format!("SELECT {} FROM events e WHERE e.id = ?1", event_select());
+    let text = format!(
+        "SELECT {} FROM events e WHERE e.seq IN (SELECT seq FROM event_ids_recent WHERE h = ?1 UNION ALL SELECT seq FROM event_ids WHERE h = ?1) AND e.id = ?2",
+        event_select()
+    );
     let mut stmt = conn.prepare_cached(&text)?;
     Ok(stmt
-        .query_row([id.as_str()], |r| event_from_row(r, 0))
+        .query_row(params![super::ids::hash(id.as_str()), id.as_str()], |r| {
+            event_from_row(r, 0)
+        })
         .optional()?)
 }
 

@@ -1031,7 +1031,92 @@ async fn a_version_1_file_is_migrated_and_keeps_its_events() {
         )
         .expect("version");
     assert_eq!(v, SCHEMA_VERSION.to_string());
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
+}
+
+/// Migration 5 replaces the unique index on event ids by id hashes: events stored before it
+/// are still found by id, still duplicates when recorded again, and purged with their hashes.
+#[tokio::test]
+async fn migration_5_keeps_stored_ids_idempotent() {
+    let db = TempDb::new("v4");
+    let hour = DateTime::from_timestamp(at(NOW).timestamp() / 3600 * 3600, 0).expect("hour");
+    let old: Vec<UsageEvent> = (0..3)
+        .map(|i| event(&format!("msg_old_{i}"), hour + Duration::hours(i), "u", 5))
+        .collect();
+    {
+        let conn = rusqlite::Connection::open(db.path()).expect("create");
+        for sql in [
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+            include_str!("../../migrations/sqlite/0002_quotas.sql"),
+            include_str!("../../migrations/sqlite/0003_coarse_rollups.sql"),
+            include_str!("../../migrations/sqlite/0004_quota_counters.sql"),
+        ] {
+            conn.execute_batch(sql).expect("migration");
+        }
+        conn.execute_batch(&format!(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', '4'); PRAGMA application_id = {};",
+            super::APPLICATION_ID
+        ))
+        .expect("meta");
+        let marks = (1..=super::codec::EVENT_COLS.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut stmt = conn
+            .prepare(&format!(
+                "INSERT INTO events ({}) VALUES ({marks})",
+                super::codec::EVENT_COLS.join(", ")
+            ))
+            .expect("prepare");
+        for e in &old {
+            super::codec::EventRow::new(e)
+                .expect("row")
+                .bind(&mut stmt)
+                .expect("bind");
+            stmt.raw_execute().expect("insert");
+        }
+    }
+    let store = open(db.path());
+    for e in &old {
+        assert_eq!(store.get(&e.id).await.expect("get").as_ref(), Some(e));
+    }
+    let fresh = event("msg_new", hour + Duration::hours(5), "u", 5);
+    assert_eq!(
+        store
+            .insert(&[old[1].clone(), fresh.clone(), fresh.clone()])
+            .await
+            .expect("insert"),
+        vec![false, true, false]
+    );
+    let count = |table: &str| -> i64 {
+        rusqlite::Connection::open(db.path())
+            .expect("inspect")
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .expect("count")
+    };
+    assert_eq!((count("event_ids"), count("event_ids_recent")), (3, 1));
+    // Purging the two oldest events drops their hashes, wherever they are.
+    store
+        .purge(
+            hour + Duration::hours(2),
+            &usage_core::store::RunOptions::default(),
+        )
+        .await
+        .expect("purge");
+    assert_eq!((count("event_ids"), count("event_ids_recent")), (1, 1));
+    assert_eq!(store.get(&old[0].id).await.expect("get"), None);
+    assert_eq!(
+        store.get(&old[2].id).await.expect("get").as_ref(),
+        Some(&old[2])
+    );
+    assert_eq!(
+        store
+            .insert(&[old[0].clone(), old[2].clone()])
+            .await
+            .expect("insert"),
+        vec![true, false]
+    );
+    store.close().await.expect("close");
 }
 
 /// Migration 3 fills the coarse rollups from the hourly cells a store already has.

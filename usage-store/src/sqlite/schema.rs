@@ -24,10 +24,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../migrations/sqlite/0004_quota_counters.sql"),
     ),
+    (
+        5,
+        include_str!("../../migrations/sqlite/0005_write_path.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Why a file could not be opened as a usage-core store.
 #[derive(Debug)]
@@ -166,6 +170,8 @@ pub fn configure(conn: &Connection, options: &SqliteOptions, writer: bool) -> ru
     conn.pragma_update(None, "cache_size", if writer { -65_536 } else { -16_384 })?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     if writer {
+        // The id hash, for the migration that creates `event_ids` and for `purge`.
+        super::ids::register(conn)?;
         // Checkpoint every ~40 MB of WAL rather than every 4 MB: pages written again and again
         // (index leaves, rollup cells) reach the main file once per checkpoint, and fewer
         // commits pay for a checkpoint. The WAL is cut back to 64 MiB after each one.

@@ -1430,3 +1430,51 @@ fn cpu_secs() -> f64 {
     // Fields 14 and 15 (utime, stime) are at 11 and 12 after the command name, in ticks.
     (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
 }
+
+/// Recent id hashes merged into `event_ids` still make duplicates duplicates; a merge is due
+/// once the recent ones pass their share of the store, and only checked now and then.
+#[test]
+fn merged_id_hashes_still_catch_duplicates() {
+    let mut conn = rusqlite::Connection::open_in_memory().expect("open");
+    super::schema::configure(&conn, &SqliteOptions::default(), true).expect("configure");
+    super::schema::migrate(&mut conn, ":memory:").expect("migrate");
+    let count = |conn: &rusqlite::Connection, table: &str| -> i64 {
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .expect("count")
+    };
+    let events: Vec<UsageEvent> = (0..4)
+        .map(|i| ev(&format!("msg_{i}"), base_ms() + i))
+        .collect();
+    assert_eq!(
+        super::write::insert(&mut conn, &events[..2]).expect("insert"),
+        vec![true, true]
+    );
+    super::ids::merge(&conn).expect("merge");
+    assert_eq!(
+        (count(&conn, "event_ids"), count(&conn, "event_ids_recent")),
+        (2, 0)
+    );
+    assert_eq!(
+        super::write::insert(&mut conn, &events).expect("insert"),
+        vec![false, false, true, true]
+    );
+    assert_eq!(
+        (count(&conn, "event_ids"), count(&conn, "event_ids_recent")),
+        (2, 2)
+    );
+
+    // 50,000 recent hashes (the least that is merged) on a small store: a batch that does
+    // not cross a multiple of 4,096 sequence numbers leaves them; one that does merges them.
+    conn.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 49998)
+         INSERT INTO event_ids_recent (h, seq) SELECT i * 7919, 1000000 + i FROM n",
+    )
+    .expect("fill");
+    super::ids::merge_if_due(&conn, 4_097, 8_000).expect("not due");
+    assert_eq!(count(&conn, "event_ids_recent"), 50_000);
+    super::ids::merge_if_due(&conn, 4_000, 4_100).expect("due");
+    assert_eq!(
+        (count(&conn, "event_ids"), count(&conn, "event_ids_recent")),
+        (50_002, 0)
+    );
+}

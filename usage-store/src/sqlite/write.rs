@@ -9,7 +9,7 @@ use rusqlite::{Connection, ToSql, TransactionBehavior};
 use usage_core::event::UsageEvent;
 
 use super::codec::{EVENT_COLS, EventRow, Sums, TOTALS_COLS};
-use super::{Fail, counters};
+use super::{Fail, counters, ids};
 
 use crate::rollups::{DERIVED, EVENTS, RollupTable};
 pub(super) use crate::rollups::{HOUR_MS, floor_sql, floor_to};
@@ -90,7 +90,7 @@ static TAGS_SQL: LazyLock<TableSql> =
 static INSERT_EVENT: LazyLock<String> = LazyLock::new(|| {
     let marks: Vec<String> = (1..=EVENT_COLS.len()).map(|i| format!("?{i}")).collect();
     format!(
-        "INSERT INTO events ({}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO events ({}) VALUES ({})",
         EVENT_COLS.join(", "),
         marks.join(", ")
     )
@@ -200,12 +200,18 @@ pub(super) fn insert_rows(tx: &Connection, rows: &[EventRow<'_>]) -> Result<Vec<
     let mut ins = tx.prepare_cached(&INSERT_EVENT)?;
     let mut deltas = Deltas::default();
     let mut new_rows = Vec::with_capacity(rows.len());
+    let mut seqs = None;
     for r in rows {
-        r.bind(&mut ins)?;
-        // ON CONFLICT DO NOTHING: no change means the id was already stored (possibly
-        // earlier in this very batch).
-        let new = ins.raw_execute()? != 0;
+        let id = r.e.id.as_str();
+        let h = ids::hash(id);
+        // Already stored, possibly earlier in this very batch.
+        let new = !ids::exists(tx, h, id)?;
         if new {
+            r.bind(&mut ins)?;
+            ins.raw_execute()?;
+            let seq = tx.last_insert_rowid();
+            ids::add(tx, h, seq)?;
+            seqs = Some(seqs.map_or((seq, seq), |(first, _)| (first, seq)));
             deltas.add(r.e, r.ts_ms, &r.sums, 1);
             new_rows.push(r);
         }
@@ -213,5 +219,8 @@ pub(super) fn insert_rows(tx: &Connection, rows: &[EventRow<'_>]) -> Result<Vec<
     }
     deltas.apply(tx)?;
     counters::add_events(tx, &new_rows)?;
+    if let Some((first, last)) = seqs {
+        ids::merge_if_due(tx, first, last)?;
+    }
     Ok(inserted)
 }
