@@ -7,9 +7,9 @@
 //! `events` row, in two tables:
 //!
 //! - `event_ids_recent`, which every insert writes: small, so a batch rewrites few pages;
-//! - `event_ids`, the rest, into which `event_ids_recent` is merged in one sorted pass once it
-//!   holds an eighth of the store (at least [`MERGE_AT_LEAST`] ids), so each of its pages is
-//!   rewritten once per merge rather than once per batch.
+//! - `event_ids`, the rest, into which a large write merges `event_ids_recent` in one sorted
+//!   pass once it holds an eighth of the store (at least [`MERGE_AT_LEAST`] ids), so each of
+//!   its pages is rewritten once per merge rather than once per batch.
 //!
 //! An id is stored when a pair with its hash points at an event with that very id: a hash
 //! shared by two ids (about 1 in 2^64 / n) costs one more row read, never a wrong answer.
@@ -30,6 +30,13 @@ const MERGE_AT_LEAST: i64 = 50_000;
 /// Sequence numbers are checked for a due merge each time they cross a multiple of this:
 /// counting `event_ids_recent` is then rare enough to cost nothing measurable.
 const MERGE_CHECK_EVERY: i64 = 4_096;
+
+/// Only a write of at least this many new events merges (the batched writer's, or a large
+/// `record_many`): a merge rewrites `event_ids` (tens of milliseconds at a million events, a
+/// second or more at ten million), which a single `record` in a request must never wait for.
+/// Stores written one event at a time just keep their ids in `event_ids_recent`, which costs
+/// a single event nothing more.
+const MERGE_MIN_BATCH: i64 = 256;
 
 /// The 64-bit hash of an event id: FNV-1a over its UTF-8 bytes, then a SplitMix64 finaliser
 /// so that ids differing in their last characters spread over the whole key space.
@@ -64,13 +71,14 @@ pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
 /// included.
 pub(super) fn exists(conn: &Connection, h: i64, id: &str) -> Result<bool, Fail> {
     let mut stmt = conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE seq IN (SELECT seq FROM event_ids_recent WHERE h = ?1 UNION ALL SELECT seq FROM event_ids WHERE h = ?1) AND id = ?2)",
+        "SELECT 1 FROM event_ids_recent i JOIN events e ON e.seq = i.seq WHERE i.h = ?1 AND e.id = ?2
+         UNION ALL
+         SELECT 1 FROM event_ids i JOIN events e ON e.seq = i.seq WHERE i.h = ?1 AND e.id = ?2
+         LIMIT 1",
     )?;
     stmt.raw_bind_parameter(1, h)?;
     stmt.raw_bind_parameter(2, id)?;
-    let mut rows = stmt.raw_query();
-    let row = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-    Ok(row.get::<_, bool>(0)?)
+    Ok(stmt.raw_query().next()?.is_some())
 }
 
 /// Records that the event at `seq` has hash `h`.
@@ -82,10 +90,12 @@ pub(super) fn add(conn: &Connection, h: i64, seq: i64) -> Result<(), Fail> {
     Ok(())
 }
 
-/// After inserting events numbered up to `last_seq` (from `first_seq`), merges the recent ids
-/// into `event_ids` when they have grown past their share, inside the caller's transaction.
+/// After inserting events numbered `first_seq` to `last_seq`, merges the recent ids into
+/// `event_ids` when they have grown past their share, inside the caller's transaction.
 pub(super) fn merge_if_due(conn: &Connection, first_seq: i64, last_seq: i64) -> Result<(), Fail> {
-    if first_seq / MERGE_CHECK_EVERY == last_seq / MERGE_CHECK_EVERY {
+    if last_seq - first_seq + 1 < MERGE_MIN_BATCH
+        || first_seq / MERGE_CHECK_EVERY == last_seq / MERGE_CHECK_EVERY
+    {
         return Ok(());
     }
     let recent: i64 = conn.query_row("SELECT COUNT(*) FROM event_ids_recent", [], |r| r.get(0))?;

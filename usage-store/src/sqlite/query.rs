@@ -507,7 +507,10 @@ pub(super) fn latencies(
 
 pub(super) fn get(conn: &Connection, id: &EventId) -> Result<Option<UsageEvent>, Fail> {
     let text = format!(
-        "SELECT {} FROM events e WHERE e.seq IN (SELECT seq FROM event_ids_recent WHERE h = ?1 UNION ALL SELECT seq FROM event_ids WHERE h = ?1) AND e.id = ?2",
+        "SELECT {0} FROM event_ids_recent i JOIN events e ON e.seq = i.seq WHERE i.h = ?1 AND e.id = ?2
+         UNION ALL
+         SELECT {0} FROM event_ids i JOIN events e ON e.seq = i.seq WHERE i.h = ?1 AND e.id = ?2
+         LIMIT 1",
         event_select()
     );
     let mut stmt = conn.prepare_cached(&text)?;

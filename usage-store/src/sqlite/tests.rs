@@ -1464,7 +1464,8 @@ fn merged_id_hashes_still_catch_duplicates() {
     );
 
     // 50,000 recent hashes (the least that is merged) on a small store: a batch that does
-    // not cross a multiple of 4,096 sequence numbers leaves them; one that does merges them.
+    // not cross a multiple of 4,096 sequence numbers leaves them, and so does a small one
+    // that does (a single record never pays for a merge); a large one that does merges them.
     conn.execute_batch(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 49998)
          INSERT INTO event_ids_recent (h, seq) SELECT i * 7919, 1000000 + i FROM n",
@@ -1472,7 +1473,9 @@ fn merged_id_hashes_still_catch_duplicates() {
     .expect("fill");
     super::ids::merge_if_due(&conn, 4_097, 8_000).expect("not due");
     assert_eq!(count(&conn, "event_ids_recent"), 50_000);
-    super::ids::merge_if_due(&conn, 4_000, 4_100).expect("due");
+    super::ids::merge_if_due(&conn, 4_090, 4_100).expect("small");
+    assert_eq!(count(&conn, "event_ids_recent"), 50_000);
+    super::ids::merge_if_due(&conn, 4_000, 4_400).expect("due");
     assert_eq!(
         (count(&conn, "event_ids"), count(&conn, "event_ids_recent")),
         (50_002, 0)
