@@ -132,7 +132,11 @@ impl BatchWriter {
                             // shared by many more events. Flushes wait until everything
                             // queued before them is written.
                             let n = q.events.len().min(max_write);
-                            let batch: Vec<UsageEvent> = q.events.drain(..n).collect();
+                            let batch: Vec<UsageEvent> = if n == q.events.len() {
+                                std::mem::take(&mut q.events)
+                            } else {
+                                q.events.drain(..n).collect()
+                            };
                             let flushes = if q.events.is_empty() {
                                 std::mem::take(&mut q.flushes)
                             } else {
@@ -242,11 +246,9 @@ async fn write(
     } else {
         match store.insert(buf).await {
             Ok(inserted) => {
-                let new: Vec<UsageEvent> = buf
-                    .drain(..)
-                    .zip(inserted)
-                    .filter_map(|(e, ok)| ok.then_some(e))
-                    .collect();
+                let mut fresh = inserted.into_iter();
+                buf.retain(|_| fresh.next().unwrap_or(false));
+                let new = std::mem::take(buf);
                 if new.is_empty() {
                     Ok(())
                 } else {
