@@ -574,7 +574,11 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .collect();
     let wants = |k: &str| only.iter().any(|o| o == k);
 
+    // Opening applies any pending migration: on a store written by an older build, this is
+    // how long the upgrade takes.
+    let opening = Instant::now();
     let store = backend.open(Durability::default(), 4).await?;
+    let opened = opening.elapsed();
     let tracker = Tracker::with_store(store.clone(), TrackerOptions::default());
     let now: DateTime<Utc> = match args.get("now") {
         Some(s) => s.parse()?,
@@ -600,6 +604,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
         },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         now.format("%Y-%m-%d %H:%M UTC"),
+    );
+    println!(
+        "opened in {} (pending migrations included)",
+        fmt_duration(opened)
     );
     println!(
         "30 days = {} → {}; 90 days = {} → {}; repeating each measurement up to {}",
