@@ -11,7 +11,8 @@
 -- `usage_id_hash(id)`, a function the writer connection registers.
 --
 -- SQLite cannot drop a UNIQUE constraint in place, so the table is rebuilt: on a large store
--- this migration rewrites every event once (about a minute per few million events).
+-- this migration rewrites every event once: 6.3 s for a 1M-event store on the 2-core machine
+-- the benchmarks run on, so about a minute per ten million events.
 
 CREATE TABLE events_v5 (
     seq                 INTEGER PRIMARY KEY,
