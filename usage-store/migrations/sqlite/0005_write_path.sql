@@ -7,8 +7,9 @@
 -- `events.id` loses its UNIQUE index: random provider ids put every new id at a random leaf
 -- of that index, so each batch rewrote most of its pages. Ids are now checked through
 -- `(hash, seq)` pairs (`usage-store/src/sqlite/ids.rs`): `event_ids_recent` takes every new
--- event and is merged into `event_ids` in one sorted pass once it has grown. The hash is
--- `usage_id_hash(id)`, a function the writer connection registers.
+-- event and, once it has grown, is moved into `event_ids` slice by slice of the hash space,
+-- each slice in key order. The hash is `usage_id_hash(id)`, a function the writer connection
+-- registers.
 --
 -- SQLite cannot drop a UNIQUE constraint in place, so the table is rebuilt: on a large store
 -- this migration rewrites every event once: 6.3 s for a 1M-event store on the 2-core machine

@@ -1463,21 +1463,48 @@ fn merged_id_hashes_still_catch_duplicates() {
         (2, 2)
     );
 
-    // 50,000 recent hashes (the least that is merged) on a small store: a batch that does
-    // not cross a multiple of 4,096 sequence numbers leaves them, and so does a small one
-    // that does (a single record never pays for a merge); a large one that does merges them.
+    // 60,000 recent hashes (50,000 is the least that is merged), spread over the hash space, on
+    // a small store: a batch that does not cross a multiple of 4,096 sequence numbers leaves
+    // them, and so does a small one that does (a single record never pays for a merge); a
+    // large one that does moves one sixteenth of the hash space, the next one the next.
     conn.execute_batch(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 49998)
-         INSERT INTO event_ids_recent (h, seq) SELECT i * 7919, 1000000 + i FROM n",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 59998)
+         INSERT INTO event_ids_recent (h, seq)
+         SELECT (i - 30000) * 307445734561825, 1000000 + i FROM n",
     )
     .expect("fill");
     super::ids::merge_if_due(&conn, 4_097, 8_000).expect("not due");
-    assert_eq!(count(&conn, "event_ids_recent"), 50_000);
+    assert_eq!(count(&conn, "event_ids_recent"), 60_000);
     super::ids::merge_if_due(&conn, 4_090, 4_100).expect("small");
-    assert_eq!(count(&conn, "event_ids_recent"), 50_000);
-    super::ids::merge_if_due(&conn, 4_000, 4_400).expect("due");
+    assert_eq!(count(&conn, "event_ids_recent"), 60_000);
+    let mut moved = Vec::new();
+    for _ in 0..2 {
+        let before = count(&conn, "event_ids");
+        super::ids::merge_if_due(&conn, 4_000, 4_400).expect("due");
+        moved.push(count(&conn, "event_ids") - before);
+    }
+    assert!(
+        moved.iter().all(|&n| (3_300..=4_200).contains(&n)),
+        "each merge moves about 1/16 of 60,000: {moved:?}"
+    );
+    let lowest: i64 = conn
+        .query_row(
+            "SELECT MIN(h) FROM event_ids_recent WHERE seq > 4",
+            [],
+            |r| r.get(0),
+        )
+        .expect("min");
+    assert!(
+        lowest >= i64::MIN / 8 * 6,
+        "the two lowest slices went first"
+    );
     assert_eq!(
-        (count(&conn, "event_ids"), count(&conn, "event_ids_recent")),
-        (50_002, 0)
+        count(&conn, "event_ids") + count(&conn, "event_ids_recent"),
+        60_002
+    );
+    // Still duplicates, wherever their hashes are.
+    assert_eq!(
+        super::write::insert(&mut conn, &events).expect("insert"),
+        vec![false; 4]
     );
 }
