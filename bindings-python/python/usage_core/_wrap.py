@@ -359,7 +359,10 @@ def _async_create(rec: _Recorder, api: str, orig: Callable[..., Any]) -> Callabl
             if not (isinstance(opts, dict) and opts.get("include_usage")):
                 kwargs["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
                 hide = True
-        call = await _started(rec.begin(api, kwargs))
+        # The common path (nothing reserved, batched recording) awaits nothing of ours: the
+        # call starts and finishes in place, without a coroutine of its own for either step.
+        begun = rec.begin(api, kwargs)
+        call: NativeCall = begun if isinstance(begun, NativeCall) else await begun
         try:
             resp = await orig(*args, **kwargs)
         except BaseException as e:
@@ -375,7 +378,12 @@ def _async_create(rec: _Recorder, api: str, orig: Callable[..., Any]) -> Callabl
         if kwargs.get("stream") is True:
             _hook_async_stream(body, call, rec.provider, api, hide)
         else:
-            await _aquiet(call.succeed, body, result=False)
+            try:
+                done = call.succeed(body, result=False)
+                if done is not None:
+                    await done
+            except UsageError:
+                log.exception("usage_core: recording a call failed")
         return resp
 
     return create
