@@ -206,12 +206,12 @@ async fn blocking<T: Send + 'static>(
     op: &'static str,
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() != RuntimeFlavor::MultiThread => handle
-            .spawn_blocking(f)
+    if needs_pool() {
+        tokio::task::spawn_blocking(f)
             .await
-            .map_err(|e| Error::store(BACKEND, op, e))?,
-        _ => in_place(f),
+            .map_err(|e| Error::store(BACKEND, op, e))?
+    } else {
+        in_place(f)
     }
 }
 

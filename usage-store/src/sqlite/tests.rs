@@ -1508,3 +1508,33 @@ fn merged_id_hashes_still_catch_duplicates() {
         vec![false; 4]
     );
 }
+
+/// A write runs in place on a multi-thread runtime (borrowing its batch) and on the blocking
+/// pool under a current-thread one (with a copy): both store the same, duplicates included.
+#[test]
+fn inserts_in_place_and_on_the_blocking_pool_agree() {
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    let current = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    for rt in [&multi, &current] {
+        rt.block_on(async {
+            let store = SqliteStore::open_in_memory().expect("memory");
+            let a = ev("msg_a", base_ms());
+            let b = ev("msg_b", base_ms() + 1);
+            assert_eq!(
+                store
+                    .insert(&[a.clone(), b.clone(), a.clone()])
+                    .await
+                    .expect("insert"),
+                vec![true, true, false]
+            );
+            assert_eq!(store.insert(&[b]).await.expect("insert"), vec![false]);
+            assert_eq!(store.get(&a.id).await.expect("get"), Some(a));
+            store.close().await.expect("close");
+        });
+    }
+}
