@@ -1,7 +1,8 @@
 //! The SQLite backend: one database file in WAL mode, written through one connection behind a
 //! mutex (every write a `BEGIN IMMEDIATE` transaction, so several processes can share the
-//! file) and read through a small pool of connections, all driven from tokio's blocking
-//! threads. The schema lives in `migrations/sqlite/`.
+//! file) and read through a small pool of connections; the work runs in place on a
+//! multi-thread tokio runtime and on its blocking threads under a current-thread one (see
+//! `blocking`). The schema lives in `migrations/sqlite/`.
 
 mod codec;
 mod counters;
@@ -223,7 +224,8 @@ fn needs_pool() -> bool {
 }
 
 /// Runs blocking work on this thread: through `block_in_place` inside a (multi-thread)
-/// runtime, directly outside one.
+/// runtime, directly outside one. Only where [`needs_pool`] is false: `block_in_place`
+/// panics on a current-thread runtime.
 fn in_place<T>(f: impl FnOnce() -> T) -> T {
     if tokio::runtime::Handle::try_current().is_ok() {
         tokio::task::block_in_place(f)
