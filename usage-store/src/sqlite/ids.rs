@@ -18,6 +18,8 @@
 //! shared by two ids (about 1 in 2^64 / n) costs one more row read, never a wrong answer.
 //! The hash is part of the file format: [`hash`] must never change.
 
+use std::sync::LazyLock;
+
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -75,15 +77,23 @@ pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
+/// `SELECT {cols}` (over `events e`) of the stored event with id `?2`, whose hash is `?1`,
+/// through either id table: the lookup by id, for the duplicate check and for reads.
+pub(super) fn lookup_sql(cols: &str) -> String {
+    format!(
+        "SELECT {cols} FROM event_ids_recent i JOIN events e ON e.seq = i.seq WHERE i.h = ?1 AND e.id = ?2
+         UNION ALL
+         SELECT {cols} FROM event_ids i JOIN events e ON e.seq = i.seq WHERE i.h = ?1 AND e.id = ?2
+         LIMIT 1"
+    )
+}
+
+static EXISTS: LazyLock<String> = LazyLock::new(|| lookup_sql("1"));
+
 /// Whether an event with `id` (whose hash is `h`) is stored, this transaction's inserts
 /// included.
 pub(super) fn exists(conn: &Connection, h: i64, id: &str) -> Result<bool, Fail> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT 1 FROM event_ids_recent i JOIN events e ON e.seq = i.seq WHERE i.h = ?1 AND e.id = ?2
-         UNION ALL
-         SELECT 1 FROM event_ids i JOIN events e ON e.seq = i.seq WHERE i.h = ?1 AND e.id = ?2
-         LIMIT 1",
-    )?;
+    let mut stmt = conn.prepare_cached(&EXISTS)?;
     stmt.raw_bind_parameter(1, h)?;
     stmt.raw_bind_parameter(2, id)?;
     Ok(stmt.raw_query().next()?.is_some())

@@ -506,14 +506,7 @@ pub(super) fn latencies(
 }
 
 pub(super) fn get(conn: &Connection, id: &EventId) -> Result<Option<UsageEvent>, Fail> {
-    let text = format!(
-        "SELECT {0} FROM event_ids_recent i JOIN events e ON e.seq = i.seq WHERE i.h = ?1 AND e.id = ?2
-         UNION ALL
-         SELECT {0} FROM event_ids i JOIN events e ON e.seq = i.seq WHERE i.h = ?1 AND e.id = ?2
-         LIMIT 1",
-        event_select()
-    );
-    let mut stmt = conn.prepare_cached(&text)?;
+    let mut stmt = conn.prepare_cached(&super::ids::lookup_sql(&event_select()))?;
     Ok(stmt
         .query_row(params![super::ids::hash(id.as_str()), id.as_str()], |r| {
             event_from_row(r, 0)
