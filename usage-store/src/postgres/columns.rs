@@ -321,6 +321,83 @@ pub(super) fn insert_sql(gate: &str) -> String {
     )
 }
 
+/// The temporary table a large batch is copied into before it is inserted (see
+/// [`insert_staged_sql`]): one per connection, emptied by every commit.
+pub(super) const STAGING: &str = "usage_events_staging";
+
+/// Creates [`STAGING`] on this connection when it is not there yet (without the notice
+/// `IF NOT EXISTS` would send every time): the columns of `events` but `seq`, with their
+/// types and collations and no constraints.
+pub(super) fn create_staging_sql() -> String {
+    format!(
+        "DO $$ BEGIN IF to_regclass('pg_temp.{STAGING}') IS NULL THEN \
+         CREATE TEMP TABLE {STAGING} ON COMMIT DELETE ROWS AS SELECT {names} FROM events WITH NO DATA; \
+         END IF; END $$",
+        names = names(&EVENT_COLUMNS.iter().collect::<Vec<_>>()),
+    )
+}
+
+/// `COPY` of [`copy_rows`] into [`STAGING`].
+pub(super) fn copy_staging_sql() -> String {
+    format!(
+        "COPY {STAGING} ({}) FROM STDIN",
+        names(&EVENT_COLUMNS.iter().collect::<Vec<_>>())
+    )
+}
+
+/// `INSERT … SELECT FROM` [`STAGING`] `WHERE gate ORDER BY id ON CONFLICT (id) DO NOTHING`:
+/// [`insert_sql`] for rows already copied in.
+pub(super) fn insert_staged_sql(gate: &str) -> String {
+    format!(
+        "INSERT INTO events ({names}) SELECT {names} FROM {STAGING} \
+         WHERE {gate} ORDER BY id ON CONFLICT (id) DO NOTHING",
+        names = names(&EVENT_COLUMNS.iter().collect::<Vec<_>>()),
+    )
+}
+
+/// Appends `events` to `out` as rows of COPY's text format, columns in [`EVENT_COLUMNS`]
+/// order: tab-separated, `\N` for NULL, backslash, tab, newline and carriage return escaped.
+pub(super) fn copy_rows<'e>(
+    events: impl Iterator<Item = &'e UsageEvent>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    use std::io::Write;
+    for e in events {
+        for (i, c) in EVENT_COLUMNS.iter().enumerate() {
+            if i > 0 {
+                out.push(b'\t');
+            }
+            match c.get {
+                Get::Text(f) => match f(e) {
+                    Some(s) => copy_escape(&s, out),
+                    None => out.extend_from_slice(b"\\N"),
+                },
+                Get::Int(f) => match f(e)? {
+                    // Writing to a Vec cannot fail.
+                    Some(n) => {
+                        write!(out, "{n}").map_err(|e| Error::store(BACKEND, "insert", e))?
+                    }
+                    None => out.extend_from_slice(b"\\N"),
+                },
+            }
+        }
+        out.push(b'\n');
+    }
+    Ok(())
+}
+
+fn copy_escape(s: &str, out: &mut Vec<u8>) {
+    for b in s.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
+}
+
 /// The arrays [`insert_sql`] binds.
 pub(super) fn insert_arrays<'e>(
     events: impl Iterator<Item = &'e UsageEvent> + Clone,

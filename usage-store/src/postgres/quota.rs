@@ -75,7 +75,7 @@ static COMMIT: LazyLock<String> = LazyLock::new(|| {
         lock = lock_sql(&format!(
             "(SELECT quota_id AS id FROM holds WHERE reservation_id = {id}) AS h"
         )),
-        ctes = insert::insert_ctes("EXISTS (SELECT 1 FROM r)"),
+        ctes = insert::insert_ctes(&super::columns::insert_sql("EXISTS (SELECT 1 FROM r)")),
     )
 });
 
@@ -356,7 +356,7 @@ async fn commit(db: &PgPool, id: &str, events: &[UsageEvent]) -> Result<Vec<bool
     const OP: &str = "commit_reservation";
     let batch = insert::Batch::new(events)?;
     let row = batch
-        .bind(sqlx::query(COMMIT.as_str()))
+        .bind(sqlx::query(COMMIT.as_str()))?
         .bind(id)
         .bind(Utc::now().timestamp_millis())
         .fetch_one(db)

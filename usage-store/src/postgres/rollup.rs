@@ -118,6 +118,53 @@ pub(super) fn add_events_sql(t: &RollupTable, from: &str, filter: &str) -> Strin
     )
 }
 
+/// `SELECT` of the `rollup_events` cells of the raw events `from` (aliased `e`): the key
+/// columns and the sum columns under their own names, one row per cell, for
+/// [`add_cells_sql`] to add to `rollup_events` and to the tables derived from it.
+pub(super) fn cells_sql(from: &str) -> String {
+    let sums = RAW_SUM_EXPRS
+        .iter()
+        .zip(SUM_COLUMNS)
+        .map(|(e, c)| format!("{e} AS {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {hour} AS hour_ms, COALESCE(e.user_id, '') AS user_id, e.provider, e.model_key, \
+         e.status, {sums} FROM {from} GROUP BY 1, 2, 3, 4, 5",
+        hour = floor_to("e.ts_ms", &HOUR_MS.to_string()),
+    )
+}
+
+/// Adds `rollup_events` cells `from` (aliased `r`, as [`cells_sql`] selects them) into `t`,
+/// `rollup_events` itself or a table derived from it; in key order, as [`add_events_sql`].
+/// Summing a batch's cells rather than its events again: a few thousand rows instead of
+/// tens of thousands for each derived table.
+pub(super) fn add_cells_sql(t: &RollupTable, from: &str) -> String {
+    let keys = t.keys.join(", ");
+    let exprs = t
+        .keys
+        .iter()
+        .map(|k| format!("r.{k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let n = (1..=t.keys.len() + 1)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO {table} ({time}, {keys}, {cols}) \
+         SELECT {period}, {exprs}, {sums} \
+         FROM {from} GROUP BY {n} ORDER BY {n} \
+         ON CONFLICT ({time}, {keys}) DO UPDATE SET {sets}",
+        table = t.name,
+        time = t.time_col,
+        cols = SUM_COLUMNS.join(", "),
+        period = floor_to("r.hour_ms", &t.step_ms.to_string()),
+        sums = ROLLUP_SUMS.as_str(),
+        sets = add_sets(t.name),
+    )
+}
+
 /// Like [`add_events_sql`] for `rollup_tags`: `from` yields one row per (event `e`, tag), the
 /// tag's key and value being the expressions `key` and `value`.
 pub(super) fn add_tags_sql(from: &str, key: &str, value: &str, filter: &str) -> String {

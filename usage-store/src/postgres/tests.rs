@@ -604,12 +604,170 @@ async fn answers_like_the_memory_store_and_rollups_equal_raw() {
     ));
 }
 
+/// Every event of `s`, in id order.
+async fn all_events(s: &PgStore) -> Vec<UsageEvent> {
+    let mut out = Vec::new();
+    let mut after: Option<Cursor> = None;
+    loop {
+        let page = s
+            .scan(&Filter::default(), after.as_ref(), 1000)
+            .await
+            .expect("scan");
+        let Some(last) = page.last() else { break };
+        after = Some(Cursor::after(last));
+        out.extend(page);
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+/// [`mixed_events`] with text that COPY's text format must escape or pass through untouched:
+/// backslashes, a literal `\N` and `\.`, quotes and non-ASCII in ids, users and tags (which
+/// refuse control characters), tabs, newlines and carriage returns as well in error messages
+/// and the inference geography.
+fn awkward_events(n: usize, prefix: &str) -> Vec<UsageEvent> {
+    let plain = [
+        "back\\slash\\",
+        "\\N",
+        "\\.",
+        "quote\"'",
+        "caf\u{e9} \u{1F600}",
+    ];
+    let control = ["tab\there", "line\nbreak\r\n", "\\N", "", "\\\t"];
+    let mut events = mixed_events(n, prefix);
+    for (i, e) in events.iter_mut().enumerate() {
+        let (p, c) = (plain[i % plain.len()], control[i % control.len()]);
+        if i % 3 == 0 {
+            e.id = EventId::new(format!("{prefix}{i:05}{p}")).expect("id");
+        }
+        if i % 4 == 1 {
+            e.user_id = Some(format!("user {p}"));
+        }
+        if i % 2 == 0 {
+            e.tags.insert(format!("k{p}"), p.to_owned());
+        }
+        if i % 5 == 2 {
+            e.status = Status::Error;
+            e.error_message = Some(c.to_owned());
+            e.error_type = Some(format!("type{c}"));
+        }
+        if i % 7 == 3 {
+            e.context.inference_geo = Some(c.to_owned());
+        }
+    }
+    events
+}
+
+/// A batch large enough to go through COPY and a staging table stores exactly what the same
+/// events stored in small (bound) batches do: the same duplicates, the same rows read back
+/// (awkward text included), the same rollups.
+#[tokio::test]
+async fn large_batches_are_copied_and_store_what_small_ones_do() {
+    let Some(db) = TestDb::new() else { return };
+    let other = TestDb::new().expect("a second schema");
+    let (copied, bound) = (db.open().await, other.open().await);
+    let mem = MemoryStore::default();
+    let n = super::insert::COPY_AT_LEAST + 500;
+    let mut events = awkward_events(n, "big");
+    // Some already stored, some repeated inside the batch with other content (the first wins).
+    let early: Vec<UsageEvent> = events[..300].to_vec();
+    let repeated = events[5].id.clone();
+    for e in events.iter_mut().skip(1000).step_by(997) {
+        e.id = repeated.clone();
+        e.usage.input = 7_777;
+    }
+    for s in [&copied as &dyn Store, &bound, &mem] {
+        s.insert(&early).await.expect("early");
+    }
+    let stored = copied.insert(&events).await.expect("copied insert");
+    let mut by_chunks = Vec::new();
+    for chunk in events.chunks(211) {
+        by_chunks.extend(bound.insert(chunk).await.expect("bound insert"));
+    }
+    assert_eq!(stored, by_chunks);
+    assert_eq!(stored, mem.insert(&events).await.unwrap());
+    assert!(stored[..300].iter().all(|s| !s));
+    assert_eq!(stored.iter().filter(|s| **s).count(), n - 300 - 4);
+
+    let (a, b) = (all_events(&copied).await, all_events(&bound).await);
+    assert_eq!(a.len(), n - 4);
+    assert_eq!(a, b);
+    let awkward = a
+        .iter()
+        .find(|e| e.error_message.as_deref() == Some("\\N"))
+        .expect("an event whose error message is a literal \\N");
+    assert_eq!(
+        copied.get(&awkward.id).await.unwrap().as_ref(),
+        Some(awkward)
+    );
+    for source in [Source::Raw, Source::Rollup] {
+        for group in [
+            vec![],
+            vec![Dimension::User, Dimension::Model],
+            vec![tag("team")],
+        ] {
+            let r = req(Filter::default(), group, Some(3600), source);
+            assert_eq!(
+                sorted(copied.aggregate(&r).await.unwrap()),
+                sorted(bound.aggregate(&r).await.unwrap()),
+                "{source:?}"
+            );
+        }
+    }
+    assert_eq!(rollup_differences(&copied).await, vec![]);
+
+    // The same batch again: all duplicates, nothing added.
+    let before = total(&copied, Source::Rollup).await;
+    assert!(copied.insert(&events).await.unwrap().iter().all(|s| !s));
+    assert_eq!(total(&copied, Source::Rollup).await, before);
+}
+
+/// A large batch the server refuses (a NUL character, which PostgreSQL text cannot hold)
+/// stores none of its events, and the connection it used keeps working.
+#[tokio::test]
+async fn a_refused_large_batch_writes_nothing() {
+    let Some(db) = TestDb::new() else { return };
+    let s = PgStore::connect(
+        &db.url,
+        PgOptions::default().schema(&db.schema).max_connections(1),
+    )
+    .await
+    .expect("connect");
+    let mut events = mixed_events(super::insert::COPY_AT_LEAST + 10, "nul");
+    let last = events.len() - 1;
+    events[last].error_message = Some("bad\0byte".into());
+    let err = s.insert(&events).await.expect_err("NUL refused");
+    assert!(matches!(err, Error::Store { .. }), "{err:?}");
+    assert_eq!(total(&s, Source::Raw).await, Totals::default());
+    assert_eq!(total(&s, Source::Rollup).await, Totals::default());
+    events.pop();
+    let stored = s
+        .insert(&events)
+        .await
+        .expect("the same connection, next batch");
+    assert!(stored.iter().all(|s| *s));
+    assert_eq!(total(&s, Source::Raw).await.requests, events.len() as u64);
+    assert_eq!(rollup_differences(&s).await, vec![]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_inserts_from_two_pools_lose_nothing() {
+    concurrent_inserts(1000, 50).await;
+}
+
+/// As above, with batches large enough to be copied through a staging table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_large_inserts_from_two_pools_lose_nothing() {
+    let n = super::insert::COPY_AT_LEAST + 1000;
+    concurrent_inserts(n, n).await;
+}
+
+/// Two pools write the same `n_shared` events (overlapping batches of `chunk`, opposite orders)
+/// plus 500 of their own each.
+async fn concurrent_inserts(n_shared: usize, chunk: usize) {
     let Some(db) = TestDb::new() else { return };
     let (s1, s2) = (db.open().await, db.open().await);
-    // Both write the same 1,000 events (overlapping batches, opposite orders) plus 500 of their own.
-    let shared = mixed_events(1000, "shared");
+    let shared = mixed_events(n_shared, "shared");
     let own1 = mixed_events(500, "one");
     let own2 = mixed_events(500, "two");
     let mut w1: Vec<UsageEvent> = shared.iter().chain(&own1).cloned().collect();
@@ -618,7 +776,7 @@ async fn concurrent_inserts_from_two_pools_lose_nothing() {
     w2.sort_by(|a, b| b.id.cmp(&a.id));
     let write = |s: PgStore, evs: Vec<UsageEvent>| async move {
         let mut stored = 0;
-        for chunk in evs.chunks(50) {
+        for chunk in evs.chunks(chunk) {
             stored += s
                 .insert(chunk)
                 .await
@@ -633,9 +791,10 @@ async fn concurrent_inserts_from_two_pools_lose_nothing() {
         tokio::spawn(write(s1.clone(), w1)),
         tokio::spawn(write(s2.clone(), w2))
     );
-    assert_eq!(a.unwrap() + b.unwrap(), 2000);
+    let want = shared.len() + 1000;
+    assert_eq!(a.unwrap() + b.unwrap(), want);
     let t = total(&s1, Source::Raw).await;
-    assert_eq!(t.requests, 2000);
+    assert_eq!(t.requests, want as u64);
     assert_eq!(total(&s2, Source::Rollup).await, t);
     assert_eq!(rollup_differences(&s1).await, vec![]);
 }
