@@ -18,9 +18,12 @@
 //! shared by two ids (about 1 in 2^64 / n) costs one more row read, never a wrong answer.
 //! The hash is part of the file format: [`hash`] must never change.
 
+use std::collections::HashSet;
+use std::rc::Rc;
 use std::sync::LazyLock;
 
 use rusqlite::functions::FunctionFlags;
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Fail;
@@ -64,8 +67,10 @@ pub(super) fn hash(id: &str) -> i64 {
     h as i64
 }
 
-/// Makes [`hash`] callable from SQL as `usage_id_hash(id)`.
+/// Makes [`hash`] callable from SQL as `usage_id_hash(id)`, and `rarray(?)` (a bound list of
+/// values as a table) available for [`stored`].
 pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
+    rusqlite::vtab::array::load_module(conn)?;
     conn.create_scalar_function(
         SQL_FUNCTION,
         1,
@@ -99,12 +104,43 @@ pub(super) fn exists(conn: &Connection, h: i64, id: &str) -> Result<bool, Fail> 
     Ok(stmt.raw_query().next()?.is_some())
 }
 
-/// Records that the event at `seq` has hash `h`.
-pub(super) fn add(conn: &Connection, h: i64, seq: i64) -> Result<(), Fail> {
+/// From this many ids on, [`stored`] asks once for the whole batch rather than [`exists`]
+/// once per id.
+pub(super) const LOOKUP_TOGETHER_AT_LEAST: usize = 32;
+
+/// The ids of stored events whose hash is one of `hashes`, through either id table: one
+/// statement for a whole batch, walking the hashes in key order, where [`exists`] per id
+/// would run one statement (and open four cursors) per event. The caller compares the
+/// texts: a hash shared with another id is not a match.
+pub(super) fn stored(conn: &Connection, hashes: &[i64]) -> Result<HashSet<String>, Fail> {
+    let mut sorted = hashes.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let list = Rc::new(sorted.into_iter().map(Value::Integer).collect::<Vec<_>>());
+    // CROSS JOIN keeps the list the outer loop: one seek per hash into each id table.
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.id FROM rarray(?1) AS a CROSS JOIN event_ids_recent AS i ON i.h = a.value
+         JOIN events AS e ON e.seq = i.seq
+         UNION ALL
+         SELECT e.id FROM rarray(?1) AS a CROSS JOIN event_ids AS i ON i.h = a.value
+         JOIN events AS e ON e.seq = i.seq",
+    )?;
+    let found = stmt
+        .query_map([list], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<HashSet<String>>>()?;
+    Ok(found)
+}
+
+/// Records the hashes of new events, `(h, seq)` pairs, in key order: a batch's inserts then
+/// walk `event_ids_recent` from front to back instead of jumping around it.
+pub(super) fn add(conn: &Connection, pairs: &mut [(i64, i64)]) -> Result<(), Fail> {
+    pairs.sort_unstable();
     let mut stmt = conn.prepare_cached("INSERT INTO event_ids_recent (h, seq) VALUES (?1, ?2)")?;
-    stmt.raw_bind_parameter(1, h)?;
-    stmt.raw_bind_parameter(2, seq)?;
-    stmt.raw_execute()?;
+    for &(h, seq) in pairs.iter() {
+        stmt.raw_bind_parameter(1, h)?;
+        stmt.raw_bind_parameter(2, seq)?;
+        stmt.raw_execute()?;
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! multi-thread tokio runtime and on its blocking threads under a current-thread one (see
 //! `blocking`). The schema lives in `migrations/sqlite/`.
 
+mod checkpoint;
 mod codec;
 mod counters;
 mod ids;
@@ -125,6 +126,8 @@ struct Inner {
     returned: Condvar,
     read_connections: usize,
     closed: AtomicBool,
+    /// Runs the file's checkpoints (`None` in memory).
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 /// A read connection on loan; it goes back to the pool when dropped.
@@ -150,7 +153,12 @@ impl Inner {
     fn writer<T>(&self, op: &str, f: impl FnOnce(&mut Connection) -> Result<T, Fail>) -> Result<T> {
         let mut guard = lock(&self.writer);
         let conn = guard.as_mut().ok_or_else(|| closed(op))?;
-        f(conn).map_err(|e| e.into_error(op))
+        checkpoint::take_wal_frames();
+        let out = f(conn).map_err(|e| e.into_error(op));
+        if let Some(c) = &self.checkpointer {
+            c.after_commit(conn, checkpoint::take_wal_frames());
+        }
+        out
     }
 
     fn reader<T>(&self, op: &str, f: impl FnOnce(&mut Connection) -> Result<T, Fail>) -> Result<T> {
@@ -188,6 +196,9 @@ impl Inner {
             pool.idle.clear();
         }
         self.returned.notify_all();
+        if let Some(c) = &self.checkpointer {
+            c.stop();
+        }
         if let Some(conn) = lock(&self.writer).take() {
             // Best effort: fold the WAL back into the file and leave the planner statistics
             // fresh for the next open.
@@ -304,7 +315,19 @@ impl SqliteStore {
                 .map_err(sql_err("configure a read connection"))?;
             idle.push(reader);
         }
-        Ok(SqliteStore::from_parts(Some(path.to_owned()), writer, idle))
+        let checkpoints = Connection::open_with_flags(path, flags)
+            .map_err(sql_err("open the checkpoint connection"))?;
+        schema::configure(&checkpoints, &options, false)
+            .map_err(sql_err("configure the checkpoint connection"))?;
+        checkpoint::watch(&writer);
+        let checkpointer = checkpoint::Checkpointer::start(checkpoints, Default::default())
+            .map_err(|e| Error::store(BACKEND, "open", e))?;
+        Ok(SqliteStore::from_parts(
+            Some(path.to_owned()),
+            writer,
+            idle,
+            Some(checkpointer),
+        ))
     }
 
     /// A private in-memory store (gone when the last clone is dropped), with the same schema
@@ -314,13 +337,14 @@ impl SqliteStore {
         let mut conn = Connection::open_in_memory().map_err(err)?;
         schema::configure(&conn, &SqliteOptions::default(), true).map_err(err)?;
         schema::migrate(&mut conn, ":memory:").map_err(|e| Error::store(BACKEND, "open", e))?;
-        Ok(SqliteStore::from_parts(None, conn, Vec::new()))
+        Ok(SqliteStore::from_parts(None, conn, Vec::new(), None))
     }
 
     fn from_parts(
         path: Option<PathBuf>,
         writer: Connection,
         readers: Vec<Connection>,
+        checkpointer: Option<checkpoint::Checkpointer>,
     ) -> SqliteStore {
         SqliteStore {
             inner: Arc::new(Inner {
@@ -333,6 +357,7 @@ impl SqliteStore {
                 }),
                 returned: Condvar::new(),
                 closed: AtomicBool::new(false),
+                checkpointer,
             }),
         }
     }

@@ -172,10 +172,10 @@ pub fn configure(conn: &Connection, options: &SqliteOptions, writer: bool) -> ru
     if writer {
         // The id hash, for the migration that creates `event_ids` and for `purge`.
         super::ids::register(conn)?;
-        // Checkpoint every ~40 MB of WAL rather than every 4 MB: pages written again and again
-        // (index leaves, rollup cells) reach the main file once per checkpoint, and fewer
-        // commits pay for a checkpoint. The WAL is cut back to 64 MiB after each one.
-        conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+        // The WAL is cut back to 64 MiB each time it restarts after a checkpoint. Checkpoints
+        // of a file run on a thread of their own (`checkpoint`), every ~40 MB of WAL rather
+        // than SQLite's 4 MB: pages written again and again (index leaves, rollup cells) reach
+        // the main file once per checkpoint.
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     }
     conn.set_prepared_statement_cache_capacity(128);

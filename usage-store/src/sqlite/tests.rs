@@ -1431,6 +1431,68 @@ fn cpu_secs() -> f64 {
     (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
 }
 
+/// Whether a batch looks its ids up one by one (below
+/// [`LOOKUP_TOGETHER_AT_LEAST`](super::ids::LOOKUP_TOGETHER_AT_LEAST)) or all together, the
+/// same events are new: ids stored in either id table are duplicates, so is a repeat inside the
+/// batch (the first one wins), and an id whose hash points at another event (a collision,
+/// forged here) is not.
+#[test]
+fn ids_looked_up_together_or_one_by_one_find_the_same_duplicates() {
+    let together = super::ids::LOOKUP_TOGETHER_AT_LEAST;
+    for n in [together - 1, together, 3 * together] {
+        let mut conn = rusqlite::Connection::open_in_memory().expect("open");
+        super::schema::configure(&conn, &SqliteOptions::default(), true).expect("configure");
+        super::schema::migrate(&mut conn, ":memory:").expect("migrate");
+        let stored: Vec<UsageEvent> = (0..10)
+            .map(|i| ev(&format!("old_{i}"), base_ms() + i))
+            .collect();
+        super::write::insert(&mut conn, &stored[..5]).expect("insert");
+        super::ids::merge(&conn).expect("merge");
+        super::write::insert(&mut conn, &stored[5..]).expect("insert");
+        // "collide" now shares its hash with old_0's row.
+        conn.execute(
+            "INSERT INTO event_ids_recent (h, seq) SELECT ?1, seq FROM events WHERE id = 'old_0'",
+            [super::ids::hash("collide")],
+        )
+        .expect("forge");
+        let mut ids: Vec<String> = vec![
+            "old_1".into(),   // in event_ids
+            "old_7".into(),   // in event_ids_recent
+            "collide".into(), // a hash match that is another event
+            "new_a".into(),
+            "new_a".into(), // repeated in the batch
+            "old_0".into(),
+        ];
+        ids.extend((ids.len()..n).map(|i| format!("new_{i}")));
+        ids.truncate(n);
+        let batch: Vec<UsageEvent> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| ev(id, base_ms() + 100 + i as i64))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let want: Vec<bool> = ids
+            .iter()
+            .map(|id| !id.starts_with("old_") && seen.insert(id.clone()))
+            .collect();
+        assert_eq!(
+            super::write::insert(&mut conn, &batch).expect("insert"),
+            want,
+            "batch of {n}"
+        );
+        let count: i64 = conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(count, 10 + want.iter().filter(|w| **w).count() as i64);
+        // The collided id is stored, and a second try finds it.
+        assert_eq!(
+            super::write::insert(&mut conn, &batch).expect("again"),
+            vec![false; n],
+            "batch of {n}, again"
+        );
+    }
+}
+
 /// Recent id hashes merged into `event_ids` still make duplicates duplicates; a merge is due
 /// once the recent ones pass their share of the store, and only checked now and then.
 #[test]

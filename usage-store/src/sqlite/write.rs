@@ -2,7 +2,7 @@
 //! cell in memory first (the derived tables' cells from the base cells), then each cell is
 //! written once, in primary-key order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::LazyLock;
 
 use rusqlite::{Connection, ToSql, TransactionBehavior};
@@ -54,23 +54,35 @@ impl TableSql {
         }
     }
 
-    /// Adds `sums` to the cell `keys`, creating it when absent (one b-tree descent either
-    /// way) and dropping it when a removal leaves it with no requests.
-    fn add(&self, conn: &Connection, keys: &[&dyn ToSql], sums: &Sums) -> Result<(), Fail> {
+    /// Adds each of `cells` to its cell: creating it when absent (one b-tree descent either
+    /// way) and dropping it when a removal leaves it with no requests. The upsert is prepared
+    /// once for all of them.
+    fn add_all<'k, K: 'k>(
+        &self,
+        conn: &Connection,
+        cells: impl Iterator<Item = (&'k K, &'k Sums)>,
+        keys: impl Fn(&'k K) -> Vec<&'k dyn ToSql>,
+    ) -> Result<(), Fail> {
         let mut upsert = conn.prepare_cached(&self.upsert)?;
-        for (i, k) in keys.iter().enumerate() {
-            upsert.raw_bind_parameter(i + 1, k)?;
-        }
-        for (i, v) in sums.0.iter().enumerate() {
-            upsert.raw_bind_parameter(keys.len() + 1 + i, v)?;
-        }
-        upsert.raw_execute()?;
-        if sums.requests() < 0 {
-            let mut delete = conn.prepare_cached(&self.delete_empty)?;
-            for (i, k) in keys.iter().enumerate() {
-                delete.raw_bind_parameter(i + 1, k)?;
+        for (k, sums) in cells {
+            if sums.is_zero() {
+                continue;
             }
-            delete.raw_execute()?;
+            let keys = keys(k);
+            for (i, k) in keys.iter().enumerate() {
+                upsert.raw_bind_parameter(i + 1, k)?;
+            }
+            for (i, v) in sums.0.iter().enumerate() {
+                upsert.raw_bind_parameter(keys.len() + 1 + i, v)?;
+            }
+            upsert.raw_execute()?;
+            if sums.requests() < 0 {
+                let mut delete = conn.prepare_cached(&self.delete_empty)?;
+                for (i, k) in keys.iter().enumerate() {
+                    delete.raw_bind_parameter(i + 1, k)?;
+                }
+                delete.raw_execute()?;
+            }
         }
         Ok(())
     }
@@ -101,12 +113,12 @@ type EventCell<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
 /// (hour, tag key, tag value, user or ''): `rollup_tags`' primary key order.
 type TagCell<'a> = (i64, &'a str, &'a str, &'a str);
 
-/// Rollup changes not yet written, per cell, sorted so that the writes walk each b-tree from
-/// front to back.
+/// Rollup changes not yet written, per cell. Summed in hash maps, then written sorted by
+/// key, so that the writes walk each b-tree from front to back.
 #[derive(Default)]
 pub(super) struct Deltas<'a> {
-    events: BTreeMap<EventCell<'a>, Sums>,
-    tags: BTreeMap<TagCell<'a>, Sums>,
+    events: HashMap<EventCell<'a>, Sums>,
+    tags: HashMap<TagCell<'a>, Sums>,
 }
 
 impl<'a> Deltas<'a> {
@@ -134,23 +146,20 @@ impl<'a> Deltas<'a> {
 
     /// Writes every non-zero change, the derived tables' too.
     pub fn apply(&self, conn: &Connection) -> Result<(), Fail> {
-        for (k, s) in self.events.iter().filter(|(_, s)| !s.is_zero()) {
-            EVENTS_SQL.add(conn, &[&k.0, &k.1, &k.2, &k.3, &k.4], s)?;
-        }
+        let events: BTreeMap<EventCell<'a>, Sums> =
+            self.events.iter().map(|(k, s)| (*k, *s)).collect();
+        EVENTS_SQL.add_all(conn, events.iter(), |k| vec![&k.0, &k.1, &k.2, &k.3, &k.4])?;
         for (table, sql) in DERIVED.iter().zip(DERIVED_SQL.iter()) {
-            for ((t, keys), s) in derive(table, &self.events) {
-                if s.is_zero() {
-                    continue;
-                }
-                let mut bound: Vec<&dyn ToSql> = Vec::with_capacity(keys.len() + 1);
-                bound.push(&t);
-                bound.extend(keys.iter().map(|k| k as &dyn ToSql));
-                sql.add(conn, &bound, &s)?;
-            }
+            let cells = derive(table, &events);
+            sql.add_all(conn, cells.iter(), |(t, keys)| {
+                std::iter::once(t as &dyn ToSql)
+                    .chain(keys.iter().map(|k| k as &dyn ToSql))
+                    .collect()
+            })?;
         }
-        for (k, s) in self.tags.iter().filter(|(_, s)| !s.is_zero()) {
-            TAGS_SQL.add(conn, &[&k.0, &k.1, &k.2, &k.3], s)?;
-        }
+        let mut tags: Vec<(&TagCell<'a>, &Sums)> = self.tags.iter().collect();
+        tags.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        TAGS_SQL.add_all(conn, tags.into_iter(), |k| vec![&k.0, &k.1, &k.2, &k.3])?;
         Ok(())
     }
 }
@@ -196,30 +205,40 @@ pub(super) fn event_rows(events: &[UsageEvent]) -> usage_core::Result<Vec<EventR
 /// Writes checked events, their rollup changes and their quota counters inside the caller's
 /// write transaction (also used by `commit_reservation`); per event, true when it was new.
 pub(super) fn insert_rows(tx: &Connection, rows: &[EventRow<'_>]) -> Result<Vec<bool>, Fail> {
+    let hashes: Vec<i64> = rows.iter().map(|r| ids::hash(r.e.id.as_str())).collect();
+    // Ids already stored, looked up together for a batch; `None`: one by one.
+    let stored = if rows.len() >= ids::LOOKUP_TOGETHER_AT_LEAST {
+        Some(ids::stored(tx, &hashes)?)
+    } else {
+        None
+    };
+    // Ids of this batch seen so far: a repeat is a duplicate (the first one wins).
+    let mut seen: HashSet<&str> = HashSet::with_capacity(rows.len());
     let mut inserted = Vec::with_capacity(rows.len());
     let mut ins = tx.prepare_cached(&INSERT_EVENT)?;
     let mut deltas = Deltas::default();
     let mut new_rows = Vec::with_capacity(rows.len());
-    let mut seqs = None;
-    for r in rows {
+    let mut pairs = Vec::with_capacity(rows.len());
+    for (r, &h) in rows.iter().zip(&hashes) {
         let id = r.e.id.as_str();
-        let h = ids::hash(id);
-        // Already stored, possibly earlier in this very batch.
-        let new = !ids::exists(tx, h, id)?;
+        let new = match &stored {
+            Some(stored) => !stored.contains(id),
+            None => !ids::exists(tx, h, id)?,
+        } && seen.insert(id);
         if new {
             r.bind(&mut ins)?;
             ins.raw_execute()?;
-            let seq = tx.last_insert_rowid();
-            ids::add(tx, h, seq)?;
-            seqs = Some(seqs.map_or((seq, seq), |(first, _)| (first, seq)));
+            pairs.push((h, tx.last_insert_rowid()));
             deltas.add(r.e, r.ts_ms, &r.sums, 1);
             new_rows.push(r);
         }
         inserted.push(new);
     }
+    ids::add(tx, &mut pairs)?;
     deltas.apply(tx)?;
     counters::add_events(tx, &new_rows)?;
-    if let Some((first, last)) = seqs {
+    let seqs = pairs.iter().map(|&(_, seq)| seq);
+    if let (Some(first), Some(last)) = (seqs.clone().min(), seqs.max()) {
         ids::merge_if_due(tx, first, last)?;
     }
     Ok(inserted)
