@@ -172,11 +172,15 @@ pub fn configure(conn: &Connection, options: &SqliteOptions, writer: bool) -> ru
     if writer {
         // The id hash, for the migration that creates `event_ids` and for `purge`.
         super::ids::register(conn)?;
-        // The WAL is cut back to 64 MiB each time it restarts after a checkpoint. Checkpoints
-        // of a file run on a thread of their own (`checkpoint`), every ~40 MB of WAL rather
-        // than SQLite's 4 MB: pages written again and again (index leaves, rollup cells) reach
-        // the main file once per checkpoint.
-        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        // Checkpoints of a file run on a thread of their own (`checkpoint`), every ~40 MB of
+        // WAL rather than SQLite's 4 MB: pages written again and again (index leaves, rollup
+        // cells) reach the main file once per checkpoint. The WAL keeps its file up to
+        // `WAL_KEPT_BYTES` when it restarts.
+        conn.pragma_update(
+            None,
+            "journal_size_limit",
+            super::checkpoint::WAL_KEPT_BYTES,
+        )?;
     }
     conn.set_prepared_statement_cache_capacity(128);
     if !writer {
