@@ -128,29 +128,34 @@ impl Row {
 /// The rows as a Markdown table.
 pub fn table(rows: &[Row]) -> String {
     let head = ["measurement", "target", "median", "p90", "result", "note"];
-    let body: Vec<[String; 6]> = rows.iter().map(Row::cells).collect();
-    let mut widths = head.map(|h| h.chars().count());
-    for r in &body {
+    let body: Vec<Vec<String>> = rows.iter().map(|r| r.cells().to_vec()).collect();
+    markdown_table(&head, &body)
+}
+
+/// A markdown table of `head` and `body`, each column padded to its widest cell.
+pub fn markdown_table(head: &[&str], body: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for r in body {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |cells: &[String]| {
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
         let mut s = String::from("|");
-        for (c, w) in cells.iter().zip(widths) {
+        for (c, w) in cells.zip(&widths) {
             let _ = write!(s, " {c}{} |", " ".repeat(w - c.chars().count()));
         }
         s
     };
-    let mut out = line(&head.map(String::from));
+    let mut out = line(&mut head.iter().copied());
     out.push('\n');
     out.push('|');
-    for w in widths {
+    for w in &widths {
         let _ = write!(out, "{}|", "-".repeat(w + 2));
     }
-    for r in &body {
+    for r in body {
         out.push('\n');
-        out.push_str(&line(r));
+        out.push_str(&line(&mut r.iter().map(String::as_str)));
     }
     out.push('\n');
     out

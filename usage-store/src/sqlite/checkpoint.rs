@@ -23,6 +23,7 @@ use std::cell::Cell;
 use std::ffi::c_int;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use rusqlite::hooks::Wal;
@@ -47,6 +48,9 @@ pub(super) const WAIT_AT: i32 = 40_000;
 
 /// Frames left behind by a finished pass that the writer copies itself (~4 MB).
 pub(super) const CATCH_UP: i32 = 1_000;
+
+/// The longest the writer waits for a pass before copying the WAL itself.
+const WAIT_AT_MOST: Duration = Duration::from_secs(10);
 
 /// How much of the WAL file is kept when it restarts (`journal_size_limit`): more than
 /// [`WAIT_AT`] frames of 4 KiB pages, so that in steady use commits overwrite the file rather
@@ -177,8 +181,22 @@ impl Checkpointer {
                 self.shared.changed.notify_all();
             }
             let target = s.requested;
+            let deadline = Instant::now() + WAIT_AT_MOST;
             while s.finished < target && !s.closed {
-                s = self.shared.wait(s);
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    // The thread is stuck or gone (a fork keeps no threads): copy inline, as
+                    // SQLite would have. A pass still running makes this a no-op.
+                    drop(s);
+                    checkpoint(writer);
+                    return;
+                }
+                s = self
+                    .shared
+                    .changed
+                    .wait_timeout(s, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
         }
     }
