@@ -11,10 +11,11 @@
 //! frame copied: a WAL that keeps growing makes every commit extend the file, and a commit
 //! that appends costs a single `record` ~40 µs more than one that overwrites. A background
 //! pass copies what was there when it began, so while commits keep coming it never catches
-//! up by itself. Two things close the gap: when a finished pass left at most [`CATCH_UP`]
-//! frames behind, the writer copies those itself (a few milliseconds, once per ~[`START_AT`]
-//! frames); and at [`WAIT_AT`] frames the writer waits for a pass that starts after its
-//! commit, as an inline checkpoint would have made it wait, which bounds the WAL.
+//! up by itself. Two things close the gap: when a finished pass left few frames behind (at
+//! most [`CATCH_UP`], or a quarter of what it copied), the writer copies those itself, a
+//! fraction of what an inline checkpoint would have copied; and at [`WAIT_AT`] frames the
+//! writer waits for a pass that starts after its commit, as an inline checkpoint would have
+//! made it wait, which bounds the WAL.
 //!
 //! A checkpoint changes no data: readers and writers, in this process or another, see the
 //! same database whichever thread runs it.
@@ -35,7 +36,8 @@ pub(super) struct Thresholds {
     pub start_at: i32,
     /// The writer waits for a pass at this many.
     pub wait_at: i32,
-    /// The writer copies this many or fewer left behind by a finished pass.
+    /// The writer copies this many or fewer left behind by a finished pass (or up to a
+    /// quarter of what the passes copied).
     pub catch_up: i32,
 }
 
@@ -46,7 +48,8 @@ pub(super) const START_AT: i32 = 10_000;
 /// WAL frames at which the writer waits for a checkpoint pass (~160 MB of WAL).
 pub(super) const WAIT_AT: i32 = 40_000;
 
-/// Frames left behind by a finished pass that the writer copies itself (~4 MB).
+/// Frames left behind by a finished pass that the writer copies itself (~4 MB; or up to a
+/// quarter of what the passes copied, when that is more).
 pub(super) const CATCH_UP: i32 = 1_000;
 
 /// The longest the writer waits for a pass before copying the WAL itself.
@@ -164,7 +167,8 @@ impl Checkpointer {
             return;
         }
         let idle = s.requested == s.finished;
-        if idle && s.copied > 0 && frames - s.copied <= self.at.catch_up {
+        let few = self.at.catch_up.max(s.copied / 4);
+        if idle && s.copied > 0 && frames - s.copied <= few {
             if let Some(copied) = checkpoint(writer) {
                 s.copied = copied;
             }

@@ -18,7 +18,6 @@
 //! shared by two ids (about 1 in 2^64 / n) costs one more row read, never a wrong answer.
 //! The hash is part of the file format: [`hash`] must never change.
 
-use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::LazyLock;
 
@@ -108,26 +107,36 @@ pub(super) fn exists(conn: &Connection, h: i64, id: &str) -> Result<bool, Fail> 
 /// once per id.
 pub(super) const LOOKUP_TOGETHER_AT_LEAST: usize = 32;
 
-/// The ids of stored events whose hash is one of `hashes`, through either id table: one
-/// statement for a whole batch, walking the hashes in key order, where [`exists`] per id
-/// would run one statement (and open four cursors) per event. The caller compares the
-/// texts: a hash shared with another id is not a match.
-pub(super) fn stored(conn: &Connection, hashes: &[i64]) -> Result<HashSet<String>, Fail> {
-    let mut sorted = hashes.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let list = Rc::new(sorted.into_iter().map(Value::Integer).collect::<Vec<_>>());
+/// For each of `ids` (whose hashes are `hashes`), whether an event with that id is stored:
+/// one statement for a whole batch, walking the hashes in key order, where [`exists`] per id
+/// would run one statement (and open four cursors) per event. A stored event whose id merely
+/// shares a hash is not a match.
+pub(super) fn stored(conn: &Connection, ids: &[&str], hashes: &[i64]) -> Result<Vec<bool>, Fail> {
+    // Positions in the batch, by hash: the statement's matches are looked up here.
+    let mut by_hash: Vec<usize> = (0..ids.len()).collect();
+    by_hash.sort_unstable_by_key(|&i| hashes[i]);
+    let mut list: Vec<Value> = by_hash.iter().map(|&i| Value::Integer(hashes[i])).collect();
+    list.dedup();
     // CROSS JOIN keeps the list the outer loop: one seek per hash into each id table.
     let mut stmt = conn.prepare_cached(
-        "SELECT e.id FROM rarray(?1) AS a CROSS JOIN event_ids_recent AS i ON i.h = a.value
+        "SELECT i.h, e.id FROM rarray(?1) AS a CROSS JOIN event_ids_recent AS i ON i.h = a.value
          JOIN events AS e ON e.seq = i.seq
          UNION ALL
-         SELECT e.id FROM rarray(?1) AS a CROSS JOIN event_ids AS i ON i.h = a.value
+         SELECT i.h, e.id FROM rarray(?1) AS a CROSS JOIN event_ids AS i ON i.h = a.value
          JOIN events AS e ON e.seq = i.seq",
     )?;
-    let found = stmt
-        .query_map([list], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<HashSet<String>>>()?;
+    let mut found = vec![false; ids.len()];
+    let mut rows = stmt.query([Rc::new(list)])?;
+    while let Some(row) = rows.next()? {
+        let h: i64 = row.get(0)?;
+        let id = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+        let first = by_hash.partition_point(|&i| hashes[i] < h);
+        for &i in by_hash[first..].iter().take_while(|&&i| hashes[i] == h) {
+            if ids[i] == id {
+                found[i] = true;
+            }
+        }
+    }
     Ok(found)
 }
 

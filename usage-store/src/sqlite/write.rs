@@ -2,10 +2,11 @@
 //! cell in memory first (the derived tables' cells from the base cells), then each cell is
 //! written once, in primary-key order.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::LazyLock;
 
 use rusqlite::{Connection, ToSql, TransactionBehavior};
+use rustc_hash::FxHashMap;
 use usage_core::event::UsageEvent;
 
 use super::codec::{EVENT_COLS, EventRow, Sums, TOTALS_COLS};
@@ -113,12 +114,13 @@ type EventCell<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
 /// (hour, tag key, tag value, user or ''): `rollup_tags`' primary key order.
 type TagCell<'a> = (i64, &'a str, &'a str, &'a str);
 
-/// Rollup changes not yet written, per cell. Summed in hash maps, then written sorted by
+/// Rollup changes not yet written, per cell. Summed in hash maps (Fx: the keys are this
+/// process's own, and summing them was 7% of a batch with SipHash), then written sorted by
 /// key, so that the writes walk each b-tree from front to back.
 #[derive(Default)]
 pub(super) struct Deltas<'a> {
-    events: HashMap<EventCell<'a>, Sums>,
-    tags: HashMap<TagCell<'a>, Sums>,
+    events: FxHashMap<EventCell<'a>, Sums>,
+    tags: FxHashMap<TagCell<'a>, Sums>,
 }
 
 impl<'a> Deltas<'a> {
@@ -206,9 +208,10 @@ pub(super) fn event_rows(events: &[UsageEvent]) -> usage_core::Result<Vec<EventR
 /// write transaction (also used by `commit_reservation`); per event, true when it was new.
 pub(super) fn insert_rows(tx: &Connection, rows: &[EventRow<'_>]) -> Result<Vec<bool>, Fail> {
     let hashes: Vec<i64> = rows.iter().map(|r| ids::hash(r.e.id.as_str())).collect();
-    // Ids already stored, looked up together for a batch; `None`: one by one.
+    // Which ids are already stored, looked up together for a batch; `None`: one by one.
     let stored = if rows.len() >= ids::LOOKUP_TOGETHER_AT_LEAST {
-        Some(ids::stored(tx, &hashes)?)
+        let ids: Vec<&str> = rows.iter().map(|r| r.e.id.as_str()).collect();
+        Some(ids::stored(tx, &ids, &hashes)?)
     } else {
         None
     };
@@ -219,10 +222,10 @@ pub(super) fn insert_rows(tx: &Connection, rows: &[EventRow<'_>]) -> Result<Vec<
     let mut deltas = Deltas::default();
     let mut new_rows = Vec::with_capacity(rows.len());
     let mut pairs = Vec::with_capacity(rows.len());
-    for (r, &h) in rows.iter().zip(&hashes) {
+    for (i, (r, &h)) in rows.iter().zip(&hashes).enumerate() {
         let id = r.e.id.as_str();
         let new = match &stored {
-            Some(stored) => !stored.contains(id),
+            Some(stored) => !stored[i],
             None => !ids::exists(tx, h, id)?,
         } && seen.insert(id);
         if new {
