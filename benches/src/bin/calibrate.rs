@@ -250,13 +250,24 @@ fn sqlite_insert(
     Ok(started.elapsed())
 }
 
+/// How many rows each workload writes.
+#[derive(Clone, Copy)]
+struct Sizes {
+    /// Rows of the one-transaction and COPY workloads.
+    rows: usize,
+    /// Rows of the 1,000-at-a-time workloads.
+    batched: usize,
+    /// Timed single-row inserts.
+    inserts: usize,
+}
+
 fn sqlite(
     dir: &Path,
     data: &Rows,
-    rows: usize,
-    batched: usize,
+    sizes: Sizes,
     out: &mut Vec<Measured>,
 ) -> Result<(), Box<dyn Error>> {
+    let Sizes { rows, batched, .. } = sizes;
     let took = sqlite_insert(dir, data, rows, false, rows)?;
     report(
         out,
@@ -304,9 +315,7 @@ fn sqlite(
 async fn postgres(
     url: &str,
     data: &Rows,
-    rows: usize,
-    batched: usize,
-    inserts: usize,
+    sizes: Sizes,
     out: &mut Vec<Measured>,
 ) -> Result<(), Box<dyn Error>> {
     let mut conn = PgConnection::connect(url).await?;
@@ -320,7 +329,7 @@ async fn postgres(
     )))
     .execute(&mut conn)
     .await?;
-    let measured = postgres_workloads(&mut conn, data, rows, batched, inserts, out).await;
+    let measured = postgres_workloads(&mut conn, data, sizes, out).await;
     let dropped = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
         .execute(&mut conn)
         .await;
@@ -348,11 +357,14 @@ async fn pg_table(conn: &mut PgConnection, unique: bool) -> Result<(), sqlx::Err
 async fn postgres_workloads(
     conn: &mut PgConnection,
     data: &Rows,
-    rows: usize,
-    batched: usize,
-    inserts: usize,
+    sizes: Sizes,
     out: &mut Vec<Measured>,
 ) -> Result<(), Box<dyn Error>> {
+    let Sizes {
+        rows,
+        batched,
+        inserts,
+    } = sizes;
     // COPY, text format, in 1 MiB messages; its own transaction, so the commit is included.
     pg_table(conn, false).await?;
     let text = data.copy_text(0..rows);
@@ -480,9 +492,14 @@ async fn run() -> Result<(), Box<dyn Error>> {
     );
     let data = Rows::generate(rows.max(batched).max(WARMUP + inserts));
     let mut out = Vec::new();
-    sqlite(&dir, &data, rows, batched, &mut out)?;
+    let sizes = Sizes {
+        rows,
+        batched,
+        inserts,
+    };
+    sqlite(&dir, &data, sizes, &mut out)?;
     match args.get("url") {
-        Some(url) => postgres(url, &data, rows, batched, inserts, &mut out).await?,
+        Some(url) => postgres(url, &data, sizes, &mut out).await?,
         None => println!("PostgreSQL not measured: give --url postgres://… to include it"),
     }
     println!("\n{}", table(&out));

@@ -90,31 +90,16 @@ fn add_sets(table: &str) -> String {
 /// ([`RAW_SUMS`]), so rollups equal raw sums by construction. Cells are upserted in key order:
 /// concurrent writers lock them in the same order and cannot deadlock.
 pub(super) fn add_events_sql(t: &RollupTable, from: &str, filter: &str) -> String {
-    let keys = t.keys.join(", ");
-    let exprs = t
-        .keys
-        .iter()
-        .map(|k| match *k {
+    sum_into_sql(
+        t,
+        from,
+        filter,
+        "e.ts_ms",
+        |k| match k {
             "user_id" => "COALESCE(e.user_id, '')".to_owned(),
             k => format!("e.{k}"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let n = (1..=t.keys.len() + 1)
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "INSERT INTO {table} ({time}, {keys}, {cols}) \
-         SELECT {period}, {exprs}, {sums} \
-         FROM {from} WHERE {filter} GROUP BY {n} ORDER BY {n} \
-         ON CONFLICT ({time}, {keys}) DO UPDATE SET {sets}",
-        table = t.name,
-        time = t.time_col,
-        cols = SUM_COLUMNS.join(", "),
-        period = floor_to("e.ts_ms", &t.step_ms.to_string()),
-        sums = RAW_SUMS.as_str(),
-        sets = add_sets(t.name),
+        },
+        &RAW_SUMS,
     )
 }
 
@@ -140,27 +125,41 @@ pub(super) fn cells_sql(from: &str) -> String {
 /// Summing a batch's cells rather than its events again: a few thousand rows instead of
 /// tens of thousands for each derived table.
 pub(super) fn add_cells_sql(t: &RollupTable, from: &str) -> String {
+    sum_into_sql(
+        t,
+        from,
+        "TRUE",
+        "r.hour_ms",
+        |k| format!("r.{k}"),
+        &ROLLUP_SUMS,
+    )
+}
+
+/// Upserts into `t` the cells of the rows `from` passing `filter`, grouped by the period of
+/// `time` (ms) and each key column as `key` gives it, summed with `sums`, in key order.
+fn sum_into_sql(
+    t: &RollupTable,
+    from: &str,
+    filter: &str,
+    time: &str,
+    key: impl Fn(&str) -> String,
+    sums: &str,
+) -> String {
     let keys = t.keys.join(", ");
-    let exprs = t
-        .keys
-        .iter()
-        .map(|k| format!("r.{k}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let exprs = t.keys.iter().map(|k| key(k)).collect::<Vec<_>>().join(", ");
     let n = (1..=t.keys.len() + 1)
         .map(|i| i.to_string())
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "INSERT INTO {table} ({time}, {keys}, {cols}) \
+        "INSERT INTO {table} ({time_col}, {keys}, {cols}) \
          SELECT {period}, {exprs}, {sums} \
-         FROM {from} GROUP BY {n} ORDER BY {n} \
-         ON CONFLICT ({time}, {keys}) DO UPDATE SET {sets}",
+         FROM {from} WHERE {filter} GROUP BY {n} ORDER BY {n} \
+         ON CONFLICT ({time_col}, {keys}) DO UPDATE SET {sets}",
         table = t.name,
-        time = t.time_col,
+        time_col = t.time_col,
         cols = SUM_COLUMNS.join(", "),
-        period = floor_to("r.hour_ms", &t.step_ms.to_string()),
-        sums = ROLLUP_SUMS.as_str(),
+        period = floor_to(time, &t.step_ms.to_string()),
         sets = add_sets(t.name),
     )
 }
