@@ -170,7 +170,8 @@ pub fn configure(conn: &Connection, options: &SqliteOptions, writer: bool) -> ru
     conn.pragma_update(None, "cache_size", if writer { -65_536 } else { -16_384 })?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     if writer {
-        // The id hash, for the migration that creates `event_ids` and for `purge`.
+        // The id hash (for the migration that creates `event_ids` and for `purge`) and
+        // `rarray` (for a batch's id lookup).
         super::ids::register(conn)?;
         // Checkpoints of a file run on a thread of their own (`checkpoint`), every ~40 MB of
         // WAL rather than SQLite's 4 MB: pages written again and again (index leaves, rollup
