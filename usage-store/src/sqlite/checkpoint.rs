@@ -205,6 +205,12 @@ impl Checkpointer {
         }
     }
 
+    /// Passes finished so far.
+    #[cfg(test)]
+    fn passes_finished(&self) -> u64 {
+        self.shared.lock().finished
+    }
+
     /// Waits for a pass running now, if any, and ends the thread.
     pub(super) fn stop(&self) {
         self.shared.lock().closed = true;
@@ -270,13 +276,10 @@ mod tests {
         std::fs::metadata(format!("{}-wal", db.display())).map_or(0, |m| m.len())
     }
 
-    /// Many commits through a watched connection: the WAL never outgrows the wait threshold
-    /// by more than a commit, it restarts again and again (the writer catches up and waits as
-    /// designed), and a reader sees every row.
-    #[test]
-    fn the_wal_stays_bounded_and_restarts_while_commits_keep_coming() {
+    /// A fresh database file in WAL mode with a table `t`, and its writer connection, watched.
+    fn watched_db(name: &str) -> (std::path::PathBuf, Connection) {
         let dir = std::env::temp_dir().join(format!(
-            "usage-ckpt-{}-{}",
+            "usage-ckpt-{name}-{}-{}",
             std::process::id(),
             chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
         ));
@@ -286,13 +289,32 @@ mod tests {
         writer
             .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
             .unwrap();
-        // Commits that do not sync, passes that do (FULL, the default, on the checkpoint
-        // connection): passes are slow next to commits, as with a busy writer, so the WAL
-        // would keep growing without the catch-up and the wait.
+        // Commits that do not sync, passes that do (FULL, the default, on a checkpoint
+        // connection): passes are slow next to commits, as with a busy writer.
         writer
             .execute_batch("PRAGMA synchronous = NORMAL; CREATE TABLE t (x BLOB)")
             .unwrap();
         watch(&writer);
+        (dir, writer)
+    }
+
+    /// Commits one row through `writer`; the WAL's length after it.
+    fn commit(writer: &Connection, bytes: i64) -> i32 {
+        writer
+            .execute("INSERT INTO t (x) VALUES (zeroblob(?1))", [bytes])
+            .unwrap();
+        let frames = take_wal_frames();
+        assert!(frames > 0, "the hook saw the commit");
+        frames
+    }
+
+    /// Many commits through a watched connection: the WAL never outgrows the wait threshold
+    /// by more than a commit, it restarts again and again (the writer catches up and waits as
+    /// designed), and a reader sees every row.
+    #[test]
+    fn the_wal_stays_bounded_and_restarts_while_commits_keep_coming() {
+        let (dir, writer) = watched_db("bounded");
+        let db = dir.join("t.db");
         let at = Thresholds {
             start_at: 40,
             wait_at: 160,
@@ -303,11 +325,7 @@ mod tests {
         let (mut restarts, mut last, mut longest) = (0, 0, 0);
         for i in 0..3_000 {
             // A page or two per commit.
-            writer
-                .execute("INSERT INTO t (x) VALUES (zeroblob(3000 + ?1 % 7))", [i])
-                .unwrap();
-            let frames = take_wal_frames();
-            assert!(frames > 0, "the hook saw commit {i}");
+            let frames = commit(&writer, 3000 + i % 7);
             if frames < last {
                 restarts += 1;
             }
@@ -327,6 +345,55 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 3_000);
+        drop((writer, reader));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A pass that could not copy the last few frames (a reader held an older snapshot while
+    /// it ran) leaves them to the writer, which copies them itself once they are few, so the
+    /// WAL restarts long before the writer would have to wait.
+    #[test]
+    fn the_writer_copies_the_few_frames_a_pass_left() {
+        let (dir, writer) = watched_db("catch-up");
+        let db = dir.join("t.db");
+        let at = Thresholds {
+            start_at: 40,
+            wait_at: 100_000,
+            catch_up: 10,
+        };
+        let ckpt = Checkpointer::start(Connection::open(&db).unwrap(), at).unwrap();
+        let mut frames = 0;
+        while frames < 36 {
+            frames = commit(&writer, 10);
+            ckpt.after_commit(&writer, frames);
+        }
+        // A reader's snapshot at ~36 frames: no pass copies past it while it lasts.
+        let reader = Connection::open(&db).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        while frames < at.start_at {
+            frames = commit(&writer, 10);
+            ckpt.after_commit(&writer, frames);
+        }
+        // The pass asked for at 40 frames runs while the reader holds its snapshot.
+        let asked = std::time::Instant::now();
+        while ckpt.passes_finished() < 1 {
+            assert!(asked.elapsed().as_secs() < 10, "no pass finished");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        reader.execute_batch("COMMIT").unwrap();
+        // A few frames are left: the writer copies them after its next commit ...
+        let before = commit(&writer, 10);
+        ckpt.after_commit(&writer, before);
+        // ... so the one after that restarts the WAL.
+        let after = commit(&writer, 10);
+        assert!(
+            after < before,
+            "the WAL went on from {before} to {after} frames instead of restarting"
+        );
+        ckpt.stop();
         drop((writer, reader));
         let _ = std::fs::remove_dir_all(&dir);
     }
