@@ -276,8 +276,24 @@ mod tests {
         std::fs::metadata(format!("{}-wal", db.display())).map_or(0, |m| m.len())
     }
 
-    /// A fresh database file in WAL mode with a table `t`, and its writer connection, watched.
-    fn watched_db(name: &str) -> (std::path::PathBuf, Connection) {
+    /// Thresholds a test reaches in a few hundred small commits.
+    const SMALL: Thresholds = Thresholds {
+        start_at: 40,
+        wait_at: 160,
+        catch_up: 10,
+    };
+
+    /// A fresh database file in WAL mode with a table `t` (its directory and path), its writer
+    /// connection, watched, and a checkpointer with the thresholds `at`.
+    fn watched_db(
+        name: &str,
+        at: Thresholds,
+    ) -> (
+        std::path::PathBuf,
+        std::path::PathBuf,
+        Connection,
+        Checkpointer,
+    ) {
         let dir = std::env::temp_dir().join(format!(
             "usage-ckpt-{name}-{}-{}",
             std::process::id(),
@@ -295,7 +311,8 @@ mod tests {
             .execute_batch("PRAGMA synchronous = NORMAL; CREATE TABLE t (x BLOB)")
             .unwrap();
         watch(&writer);
-        (dir, writer)
+        let ckpt = Checkpointer::start(Connection::open(&db).unwrap(), at).unwrap();
+        (dir, db, writer, ckpt)
     }
 
     /// Commits one row through `writer`; the WAL's length after it.
@@ -313,14 +330,8 @@ mod tests {
     /// designed), and a reader sees every row.
     #[test]
     fn the_wal_stays_bounded_and_restarts_while_commits_keep_coming() {
-        let (dir, writer) = watched_db("bounded");
-        let db = dir.join("t.db");
-        let at = Thresholds {
-            start_at: 40,
-            wait_at: 160,
-            catch_up: 10,
-        };
-        let ckpt = Checkpointer::start(Connection::open(&db).unwrap(), at).unwrap();
+        let at = SMALL;
+        let (dir, db, writer, ckpt) = watched_db("bounded", at);
         let page = 4096 + 24;
         let (mut restarts, mut last, mut longest) = (0, 0, 0);
         for i in 0..3_000 {
@@ -354,14 +365,12 @@ mod tests {
     /// WAL restarts long before the writer would have to wait.
     #[test]
     fn the_writer_copies_the_few_frames_a_pass_left() {
-        let (dir, writer) = watched_db("catch-up");
-        let db = dir.join("t.db");
+        // The writer never has to wait here.
         let at = Thresholds {
-            start_at: 40,
             wait_at: 100_000,
-            catch_up: 10,
+            ..SMALL
         };
-        let ckpt = Checkpointer::start(Connection::open(&db).unwrap(), at).unwrap();
+        let (dir, db, writer, ckpt) = watched_db("catch-up", at);
         let mut frames = 0;
         while frames < 36 {
             frames = commit(&writer, 10);
