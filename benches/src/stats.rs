@@ -161,6 +161,23 @@ pub fn markdown_table(head: &[&str], body: &[Vec<String>]) -> String {
     out
 }
 
+/// What a figure was measured on, for a bench's header: the build kind, the CPU count and the
+/// load average (a busy machine measures slower).
+pub fn machine() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    format!(
+        "{} build; {} CPUs; load average {load}",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    )
+}
+
 /// A `kB` field of `/proc/self/status` (`VmHWM`, `VmRSS`), in KiB.
 pub fn proc_status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

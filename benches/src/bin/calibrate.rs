@@ -27,7 +27,7 @@ use sqlx::{Connection as _, PgConnection};
 use usage_benches::cli::Args;
 use usage_benches::dataset;
 use usage_benches::rng::Rng;
-use usage_benches::stats::{Samples, fmt_count, fmt_duration, markdown_table};
+use usage_benches::stats::{Samples, fmt_count, fmt_duration, machine, markdown_table};
 
 /// The workloads' table, the same on both databases (`user` is a reserved word in PostgreSQL).
 const COLUMNS: &str = r#"(id TEXT, ts BIGINT, "user" TEXT, tokens BIGINT, cost BIGINT)"#;
@@ -455,13 +455,6 @@ async fn postgres_workloads(
     Ok(())
 }
 
-/// The load average, for the record: a busy machine measures slower.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".to_owned())
-}
-
 async fn run() -> Result<(), Box<dyn Error>> {
     let args = Args::parse(&[])?;
     let rows: usize = args.num("rows", DEFAULT_ROWS)?;
@@ -474,15 +467,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .get("dir")
         .map_or_else(std::env::temp_dir, PathBuf::from);
     println!(
-        "calibrate {}: {} build; {} CPUs; load average {}; {}",
+        "calibrate {}: {}; {}",
         env!("CARGO_PKG_VERSION"),
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load_average(),
+        machine(),
         Utc::now().format("%Y-%m-%d %H:%M UTC"),
     );
     println!(

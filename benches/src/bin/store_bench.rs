@@ -27,7 +27,7 @@ use rust_decimal::Decimal;
 use usage_benches::cli::{Args, Backend, Durability};
 use usage_benches::dataset::{self, EventMaker};
 use usage_benches::stats::{
-    Row, Samples, Target, fmt_count, fmt_duration, proc_status_kib, reset_peak_rss, table,
+    Row, Samples, Target, fmt_count, fmt_duration, machine, proc_status_kib, reset_peak_rss, table,
 };
 use usage_core::query::{Bucket, Dimension, Filter, Metric, Period, TimeRange};
 use usage_core::quota::estimate::Estimate;
@@ -593,16 +593,11 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .totals
         .requests;
     println!(
-        "store-bench {} on {}: {} events stored; {} build; {} CPUs; {}",
+        "store-bench {} on {}: {} events stored; {}; {}",
         env!("CARGO_PKG_VERSION"),
         backend.describe(),
         fmt_count(total as f64),
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        machine(),
         now.format("%Y-%m-%d %H:%M UTC"),
     );
     println!(

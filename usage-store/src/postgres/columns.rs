@@ -289,6 +289,11 @@ fn unnest_params(columns: &[&Column], first: usize) -> String {
         .join(", ")
 }
 
+/// Every column of `events` but `seq`, comma-separated: [`EVENT_COLUMNS`]' names.
+fn event_names() -> String {
+    names(&EVENT_COLUMNS.iter().collect::<Vec<_>>())
+}
+
 fn names(columns: &[&Column]) -> String {
     columns
         .iter()
@@ -333,16 +338,13 @@ pub(super) fn create_staging_sql() -> String {
         "DO $$ BEGIN IF to_regclass('pg_temp.{STAGING}') IS NULL THEN \
          CREATE TEMP TABLE {STAGING} ON COMMIT DELETE ROWS AS SELECT {names} FROM events WITH NO DATA; \
          END IF; END $$",
-        names = names(&EVENT_COLUMNS.iter().collect::<Vec<_>>()),
+        names = event_names(),
     )
 }
 
 /// `COPY` of [`copy_rows`] into [`STAGING`].
 pub(super) fn copy_staging_sql() -> String {
-    format!(
-        "COPY {STAGING} ({}) FROM STDIN",
-        names(&EVENT_COLUMNS.iter().collect::<Vec<_>>())
-    )
+    format!("COPY {STAGING} ({}) FROM STDIN", event_names())
 }
 
 /// `INSERT … SELECT FROM` [`STAGING`] `WHERE gate ORDER BY id ON CONFLICT (id) DO NOTHING`:
@@ -351,7 +353,7 @@ pub(super) fn insert_staged_sql(gate: &str) -> String {
     format!(
         "INSERT INTO events ({names}) SELECT {names} FROM {STAGING} \
          WHERE {gate} ORDER BY id ON CONFLICT (id) DO NOTHING",
-        names = names(&EVENT_COLUMNS.iter().collect::<Vec<_>>()),
+        names = event_names(),
     )
 }
 

@@ -43,14 +43,14 @@ pub(super) struct Thresholds {
 
 /// WAL frames after which a background checkpoint starts: the threshold SQLite's automatic
 /// checkpoint had here (~40 MB of WAL).
-pub(super) const START_AT: i32 = 10_000;
+const START_AT: i32 = 10_000;
 
 /// WAL frames at which the writer waits for a checkpoint pass (~160 MB of WAL).
-pub(super) const WAIT_AT: i32 = 40_000;
+const WAIT_AT: i32 = 40_000;
 
 /// Frames left behind by a finished pass that the writer copies itself (~4 MB; or up to a
 /// quarter of what the passes copied, when that is more).
-pub(super) const CATCH_UP: i32 = 1_000;
+const CATCH_UP: i32 = 1_000;
 
 /// The longest the writer waits for a pass before copying the WAL itself.
 const WAIT_AT_MOST: Duration = Duration::from_secs(10);

@@ -19,7 +19,6 @@
 //! The hash is part of the file format: [`hash`] must never change.
 
 use std::rc::Rc;
-use std::sync::LazyLock;
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::Value;
@@ -82,7 +81,7 @@ pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// `SELECT {cols}` (over `events e`) of the stored event with id `?2`, whose hash is `?1`,
-/// through either id table: the lookup by id, for the duplicate check and for reads.
+/// through either id table: the lookup of one event by id, for reads.
 pub(super) fn lookup_sql(cols: &str) -> String {
     format!(
         "SELECT {cols} FROM event_ids_recent i JOIN events e ON e.seq = i.seq WHERE i.h = ?1 AND e.id = ?2
@@ -92,25 +91,10 @@ pub(super) fn lookup_sql(cols: &str) -> String {
     )
 }
 
-static EXISTS: LazyLock<String> = LazyLock::new(|| lookup_sql("1"));
-
-/// Whether an event with `id` (whose hash is `h`) is stored, this transaction's inserts
-/// included.
-pub(super) fn exists(conn: &Connection, h: i64, id: &str) -> Result<bool, Fail> {
-    let mut stmt = conn.prepare_cached(&EXISTS)?;
-    stmt.raw_bind_parameter(1, h)?;
-    stmt.raw_bind_parameter(2, id)?;
-    Ok(stmt.raw_query().next()?.is_some())
-}
-
-/// From this many ids on, [`stored`] asks once for the whole batch rather than [`exists`]
-/// once per id.
-pub(super) const LOOKUP_TOGETHER_AT_LEAST: usize = 32;
-
 /// For each of `ids` (whose hashes are `hashes`), whether an event with that id is stored:
-/// one statement for a whole batch, walking the hashes in key order, where [`exists`] per id
-/// would run one statement (and open four cursors) per event. A stored event whose id merely
-/// shares a hash is not a match.
+/// one statement for a whole batch, walking the hashes in key order, where a statement per id
+/// would open four cursors per event (a single event costs the same either way). A stored
+/// event whose id merely shares a hash is not a match.
 pub(super) fn stored(conn: &Connection, ids: &[&str], hashes: &[i64]) -> Result<Vec<bool>, Fail> {
     // Positions in the batch, by hash: the statement's matches are looked up here.
     let mut by_hash: Vec<usize> = (0..ids.len()).collect();

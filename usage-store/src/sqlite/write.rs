@@ -207,14 +207,9 @@ pub(super) fn event_rows(events: &[UsageEvent]) -> usage_core::Result<Vec<EventR
 /// Writes checked events, their rollup changes and their quota counters inside the caller's
 /// write transaction (also used by `commit_reservation`); per event, true when it was new.
 pub(super) fn insert_rows(tx: &Connection, rows: &[EventRow<'_>]) -> Result<Vec<bool>, Fail> {
-    let hashes: Vec<i64> = rows.iter().map(|r| ids::hash(r.e.id.as_str())).collect();
-    // Which ids are already stored, looked up together for a batch; `None`: one by one.
-    let stored = if rows.len() >= ids::LOOKUP_TOGETHER_AT_LEAST {
-        let ids: Vec<&str> = rows.iter().map(|r| r.e.id.as_str()).collect();
-        Some(ids::stored(tx, &ids, &hashes)?)
-    } else {
-        None
-    };
+    let ids: Vec<&str> = rows.iter().map(|r| r.e.id.as_str()).collect();
+    let hashes: Vec<i64> = ids.iter().map(|id| ids::hash(id)).collect();
+    let stored = ids::stored(tx, &ids, &hashes)?;
     // Ids of this batch seen so far: a repeat is a duplicate (the first one wins).
     let mut seen: HashSet<&str> = HashSet::with_capacity(rows.len());
     let mut inserted = Vec::with_capacity(rows.len());
@@ -222,12 +217,8 @@ pub(super) fn insert_rows(tx: &Connection, rows: &[EventRow<'_>]) -> Result<Vec<
     let mut deltas = Deltas::default();
     let mut new_rows = Vec::with_capacity(rows.len());
     let mut pairs = Vec::with_capacity(rows.len());
-    for (i, (r, &h)) in rows.iter().zip(&hashes).enumerate() {
-        let id = r.e.id.as_str();
-        let new = match &stored {
-            Some(stored) => !stored[i],
-            None => !ids::exists(tx, h, id)?,
-        } && seen.insert(id);
+    for (((r, &id), &h), &stored) in rows.iter().zip(&ids).zip(&hashes).zip(&stored) {
+        let new = !stored && seen.insert(id);
         if new {
             r.bind(&mut ins)?;
             ins.raw_execute()?;
