@@ -1,12 +1,13 @@
 //! Quotas as a user meets them: definitions refused with an error naming the field, windows
 //! that start and reset at local midnight in real zones (DST included), the levels and flags at
-//! exactly 79.99/80/95/100%, the read-only check, threshold crossings for alerts, and the
-//! worst-case cost reserved before a request (prompt-size tiers and service tiers included).
+//! exactly 79.99/80/95/100%, the read-only check, the thresholds reached (from which alerts
+//! fire), and the worst-case cost reserved before a request (prompt-size tiers and service
+//! tiers included).
 
 use chrono::{DateTime, Duration, Utc, Weekday};
 use rust_decimal::Decimal;
 use usage_core::quota::estimate::{Estimate, worst_case};
-use usage_core::quota::status::{LevelNotice, QuotaStatus, crossed, decide, status};
+use usage_core::quota::status::{LevelNotice, QuotaStatus, decide, reached, status};
 use usage_core::quota::window::WindowSpan;
 use usage_core::quota::{Quota, QuotaMetric, Subject, Threshold, Window};
 use usage_core::store::QuotaUse;
@@ -493,46 +494,28 @@ fn decide_blocks_only_hard_quotas_going_past_their_limit() {
 }
 
 #[test]
-fn crossed_fires_each_threshold_once() {
+fn reached_lists_every_threshold_at_or_below_usage() {
     let q = quota("100");
-    let names = |b: &str, a: &str| -> Vec<String> {
-        crossed(&q, dec(b), dec(a))
-            .into_iter()
-            .map(|t| t.name)
-            .collect()
+    let names = |used: &str| -> Vec<String> {
+        reached(&q, dec(used)).into_iter().map(|t| t.name).collect()
     };
-    assert_eq!(names("79.99", "80"), ["warning"]);
-    assert!(names("80", "80.01").is_empty(), "already past warning");
-    assert_eq!(names("80", "100"), ["upgrade_suggested", "blocked"]);
-    assert_eq!(
-        names("0", "1000"),
-        ["warning", "upgrade_suggested", "blocked"]
-    );
-    assert!(
-        names("99", "94").is_empty(),
-        "usage going down crosses nothing"
-    );
-    assert!(names("50", "50").is_empty());
-    // Stepping through usage one cent at a time fires every threshold exactly once.
-    let mut fired = Vec::new();
-    let mut before = Decimal::ZERO;
-    for cents in 1..=11_000 {
-        let after = Decimal::new(cents, 2);
-        fired.extend(
-            crossed(&q, before, after)
-                .into_iter()
-                .map(|t| (t.name, after)),
-        );
-        before = after;
-    }
-    assert_eq!(
-        fired,
-        [
-            ("warning".to_owned(), dec("80")),
-            ("upgrade_suggested".to_owned(), dec("95")),
-            ("blocked".to_owned(), dec("100")),
-        ]
-    );
+    assert!(names("79.99").is_empty());
+    assert_eq!(names("80"), ["warning"]);
+    assert_eq!(names("94.99"), ["warning"]);
+    assert_eq!(names("95"), ["warning", "upgrade_suggested"]);
+    assert_eq!(names("100"), ["warning", "upgrade_suggested", "blocked"]);
+    assert_eq!(names("1000"), ["warning", "upgrade_suggested", "blocked"]);
+    // Listed out of order, still lowest first.
+    let mut custom = quota("100");
+    custom.thresholds = vec![
+        Threshold::new("late", dec("90")),
+        Threshold::new("early", dec("10")),
+    ];
+    let got: Vec<String> = reached(&custom, dec("95"))
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(got, ["early", "late"]);
 }
 
 // ---------------------------------------------------------------------------------------------

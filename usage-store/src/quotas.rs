@@ -2,7 +2,8 @@
 //! `reserve`/`commit`/`release`, alerts (returned, pushed to callbacks, and pollable), and
 //! `guard`, which wraps any async provider call in reserve → call → commit / release.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
@@ -21,7 +22,8 @@ use usage_core::{Error, Result};
 
 use crate::tracker::{Recorded, ResponseMeta, Tracker};
 
-/// Called with every alert this process stores (first notice of a threshold crossing).
+/// Called with every alert this process stores (the first notice anywhere of a threshold
+/// reached in a window).
 pub type AlertCallback = Arc<dyn Fn(&Alert) + Send + Sync>;
 
 /// How long this process trusts its copy of the quota list before reading it again (quotas set
@@ -46,6 +48,35 @@ impl QuotaCache {
     }
     fn clear(&self) {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// The alerts this process knows are stored, so that a quota that stays past a threshold does
+/// not try to store its alert again on every event: per quota, the alert window last seen and
+/// the thresholds stored in it. Bounded by the number of quotas; a new window replaces the old.
+#[derive(Default)]
+pub(crate) struct AlertsSeen(Mutex<HashMap<String, WindowAlerts>>);
+
+/// An alert window's start and the thresholds whose alerts are stored in it.
+type WindowAlerts = (DateTime<Utc>, Vec<String>);
+
+impl AlertsSeen {
+    fn contains(&self, quota: &str, window_start: DateTime<Utc>, threshold: &str) -> bool {
+        let seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(quota)
+            .is_some_and(|(w, names)| *w == window_start && names.iter().any(|n| n == threshold))
+    }
+    fn insert(&self, quota: &str, window_start: DateTime<Utc>, threshold: &str) {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = seen
+            .entry(quota.to_owned())
+            .or_insert_with(|| (window_start, Vec::new()));
+        if entry.0 != window_start {
+            *entry = (window_start, Vec::new());
+        }
+        if !entry.1.iter().any(|n| n == threshold) {
+            entry.1.push(threshold.to_owned());
+        }
     }
 }
 
@@ -361,8 +392,11 @@ impl Tracker {
         self.shared.store.release_reservation(reservation_id).await
     }
 
-    /// Evaluates thresholds after `events` were stored: every threshold of every quota covering
-    /// them that usage crossed is stored once (across processes) and reported.
+    /// Evaluates thresholds after `events` were stored: every threshold that usage has reached,
+    /// of every quota the events count toward, is stored once per window (across processes)
+    /// and reported by the call that stored it. Judging by the level reached rather than by
+    /// what these events added keeps concurrent writers from each missing a threshold they
+    /// passed together.
     pub(crate) async fn alerts_after(&self, events: &[UsageEvent]) -> Result<Vec<Alert>> {
         if events.is_empty() {
             return Ok(Vec::new());
@@ -396,21 +430,31 @@ impl Tracker {
             .collect();
         let used = self.shared.store.used(&ranges).await?;
         let mut fired = Vec::new();
-        for ((q, span, added), after) in touched.into_iter().zip(used) {
-            for t in status::crossed(q, after - added, after) {
+        for ((q, span, _), used) in touched.into_iter().zip(used) {
+            let window_start = alert_window_start(q, &span);
+            for t in status::reached(q, used) {
+                if self
+                    .shared
+                    .alerts_seen
+                    .contains(&q.id, window_start, &t.name)
+                {
+                    continue;
+                }
                 let alert = Alert {
                     quota_id: q.id.clone(),
                     subject: q.subject.clone(),
-                    window_start: alert_window_start(q, &span),
+                    window_start,
                     threshold: t.name.clone(),
                     percent: t.percent,
-                    used: after,
+                    used,
                     limit: q.limit,
                     at: now,
                 };
+                // Stored by this call or already by another: either way it is not new again.
                 if self.shared.store.insert_alert(&alert).await? {
                     fired.push(alert);
                 }
+                self.shared.alerts_seen.insert(&q.id, window_start, &t.name);
             }
         }
         if !fired.is_empty() {

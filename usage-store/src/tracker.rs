@@ -35,7 +35,8 @@ pub struct Recorded {
     pub duplicate: bool,
     /// The full cost breakdown, when calculated from the catalog.
     pub breakdown: Option<CostBreakdown>,
-    /// Quota thresholds this event made usage cross (each fires once per quota and window).
+    /// Quota thresholds first seen reached when this event was checked (each fires once per
+    /// quota and window, across every process sharing the store).
     pub alerts: Vec<usage_core::store::Alert>,
 }
 
@@ -63,6 +64,7 @@ pub(crate) struct Shared {
     pub(crate) catalog: RwLock<Arc<PriceCatalog>>,
     pub(crate) writer: BatchWriter,
     pub(crate) quotas: crate::quotas::QuotaCache,
+    pub(crate) alerts_seen: crate::quotas::AlertsSeen,
     pub(crate) alert_callbacks: RwLock<Vec<crate::quotas::AlertCallback>>,
 }
 
@@ -127,6 +129,7 @@ impl Tracker {
                 store,
                 catalog: RwLock::new(catalog),
                 quotas: Default::default(),
+                alerts_seen: Default::default(),
                 alert_callbacks: RwLock::new(Vec::new()),
             }
         });

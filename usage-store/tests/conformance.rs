@@ -83,6 +83,7 @@ macro_rules! conformance_tests {
                 quotas::guard_records_success_and_failure,
                 quotas::begin_call_steps,
                 quotas::queued_events_fire_alerts,
+                quotas::threshold_passed_by_two_servers_together_fires_once,
                 quotas::forecast_for_any_filter,
                 quotas::cut_off_stream_is_recorded_incomplete,
                 quotas::unknown_model_calls_are_refused_only_under_a_cost_limit,

@@ -1,6 +1,6 @@
 //! Quota status: usage against the limit, the levels reached, and the flags an app shows
 //! ([`status`]); the read-only admission check over several quotas ([`decide`]); and the
-//! thresholds a change of usage passes, so alerts fire exactly once ([`crossed`]).
+//! thresholds usage has reached, from which alerts fire exactly once ([`reached`]).
 //!
 //! Every comparison with a threshold is exact decimal arithmetic: `used + held` reaches a
 //! threshold at `p`% when `(used + held) × 100 ≥ p × limit`. Percentages shown to people are
@@ -114,11 +114,7 @@ fn ascending(quota: &Quota) -> Vec<&Threshold> {
 /// The flags for a set of reached threshold names (see [`QuotaStatus`]).
 fn flags(quota: &Quota, amount: Decimal) -> (Vec<String>, bool, bool) {
     let sorted = ascending(quota);
-    let reached: Vec<String> = sorted
-        .iter()
-        .filter(|t| reaches(amount, quota.limit, t.percent))
-        .map(|t| t.name.clone())
-        .collect();
+    let reached: Vec<String> = reached(quota, amount).into_iter().map(|t| t.name).collect();
     let is = |name: &str, fallback: Option<&&Threshold>| {
         let named = sorted.iter().find(|t| t.name == name).or(fallback);
         named.is_some_and(|t| reached.contains(&t.name))
@@ -241,28 +237,25 @@ pub fn decide(statuses: &[QuotaStatus], requested: &[(String, Decimal)]) -> Deci
     }
 }
 
-/// The thresholds whose level (`percent`% of the limit) lies in `(before, after]`, lowest
-/// first: the ones usage crossed going from `before` to `after`. Empty when usage did not
-/// grow. A threshold already reached at `before` is not crossed again, so an alert raised for
-/// each crossed threshold fires exactly once per climb.
+/// The thresholds `used` has reached (`used × 100 ≥ percent × limit`), lowest first.
+///
+/// Alerts are raised from this rather than from what one write added: two processes that each
+/// add half of the way past a threshold both read the usage after both writes, and neither
+/// would see it crossed by its own part. The first to see the threshold reached stores its
+/// alert; the store's uniqueness (per quota, window and threshold) makes it fire exactly once.
 ///
 /// ```
 /// use rust_decimal::Decimal;
-/// use usage_core::quota::{Quota, QuotaMetric, Subject, Window, status::crossed};
+/// use usage_core::quota::{Quota, QuotaMetric, Subject, Window, status::reached};
 /// let q = Quota::new("q", Subject::Global, QuotaMetric::Cost, 100, Window::Day);
-/// let names: Vec<_> = crossed(&q, Decimal::from(79), Decimal::from(96)).into_iter().map(|t| t.name).collect();
+/// let names: Vec<_> = reached(&q, Decimal::from(96)).into_iter().map(|t| t.name).collect();
 /// assert_eq!(names, ["warning", "upgrade_suggested"]);
-/// assert!(crossed(&q, Decimal::from(80), Decimal::from(81)).is_empty());
+/// assert!(reached(&q, Decimal::new(7999, 2)).is_empty());
 /// ```
-pub fn crossed(quota: &Quota, before: Decimal, after: Decimal) -> Vec<Threshold> {
-    if after <= before {
-        return Vec::new();
-    }
+pub fn reached(quota: &Quota, used: Decimal) -> Vec<Threshold> {
     ascending(quota)
         .into_iter()
-        .filter(|t| {
-            reaches(after, quota.limit, t.percent) && !reaches(before, quota.limit, t.percent)
-        })
+        .filter(|t| reaches(used, quota.limit, t.percent))
         .cloned()
         .collect()
 }

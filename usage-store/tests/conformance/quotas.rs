@@ -547,6 +547,53 @@ pub async fn queued_events_fire_alerts(b: &Backend) {
     c.finish();
 }
 
+/// Two servers that pass a threshold together: each stores its event, then reads the usage
+/// after both writes. Neither one's own event crossed 80% from what it reads, yet the alert
+/// must fire, once; later thresholds fire once too, whichever server sees them first.
+pub async fn threshold_passed_by_two_servers_together_fires_once(b: &Backend) {
+    let mut c = Check::new(
+        b.label(),
+        "threshold_passed_by_two_servers_together_fires_once",
+    );
+    let names = |alerts: &[usage_core::store::Alert]| -> Vec<String> {
+        alerts.iter().map(|a| a.threshold.clone()).collect()
+    };
+    let t1 = b.tracker();
+    let t2 = usage_store::Tracker::with_store(b.store.clone(), Default::default());
+    set_day_quota(&t1, "u1-day", "u1", QuotaMetric::Cost, dec("10")).await;
+    let r = t1.record(paid("u1", "7")).await.expect("record");
+    c.eq("70%: no alert", r.alerts.len(), 0);
+    // The second server's event is stored; its threshold check has not run yet.
+    let (theirs, _) = t2.prepare(paid("u1", "1")).expect("prepare");
+    let stored = b.store.insert(&[theirs]).await.expect("insert");
+    c.eq("their event stored", stored, vec![true]);
+    // 7 + 1 + 1 = 9: this server's own event took usage from 8 (already 80%) to 9.
+    let r = t1.record(paid("u1", "1")).await.expect("record");
+    c.eq(
+        "90%: warning fires",
+        names(&r.alerts),
+        vec!["warning".to_owned()],
+    );
+    let r = t2.record(paid("u1", "0.1")).await.expect("record");
+    c.eq("the other server: nothing new", r.alerts.len(), 0);
+    let r = t2.record(paid("u1", "0.4")).await.expect("record");
+    c.eq(
+        "95% on the other server",
+        names(&r.alerts),
+        vec!["upgrade_suggested".to_owned()],
+    );
+    let r = t1.record(paid("u1", "0.1")).await.expect("record");
+    c.eq("then nothing new here either", r.alerts.len(), 0);
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    let stored = t1.alerts(since, 10).await.expect("alerts");
+    c.eq(
+        "alerts stored once each",
+        names(&stored),
+        vec!["warning".to_owned(), "upgrade_suggested".to_owned()],
+    );
+    c.finish();
+}
+
 /// `forecast` works for any filter, not only a quota's: with usage today only, the projection
 /// is at least what is used and the limit is reported back.
 pub async fn forecast_for_any_filter(b: &Backend) {
