@@ -287,6 +287,13 @@ pub trait Store: QuotaStore + Send + Sync + fmt::Debug {
     /// `"sqlite"`, `"postgres"` or `"memory"`.
     fn backend(&self) -> &'static str;
 
+    /// How many [`insert`](Store::insert)s the batched writer may run at once to good effect
+    /// (default 1). A store whose writes take one lock in turn (SQLite, memory) gains nothing
+    /// from more; a server database can index one batch while it writes another.
+    fn concurrent_inserts(&self) -> usize {
+        1
+    }
+
     /// Inserts events and updates rollups in one transaction. Returns, per event, true when
     /// inserted and false when an event with the same id already existed (nothing changed).
     async fn insert(&self, events: &[UsageEvent]) -> Result<Vec<bool>>;

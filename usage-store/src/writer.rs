@@ -3,13 +3,17 @@
 //! `flush_interval`, whichever comes first. A crash loses what was queued and not yet written:
 //! what the app enqueued in the last `flush_interval`, plus, under sustained load, the queue
 //! (at most `max_queue` events, at which point `enqueue` waits for the writer).
+//!
+//! Writes run one at a time, or as many at once as the store says it can use
+//! ([`Store::concurrent_inserts`]: two on PostgreSQL). A flush waits for every write running
+//! before it, so it still reports on everything queued before it.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot};
 use usage_core::event::UsageEvent;
 use usage_core::store::Store;
 use usage_core::{Error, Result};
@@ -100,6 +104,13 @@ impl BatchWriter {
         let errors = last_error.clone();
         let task = shared.clone();
         let max_write = opts.max_write.max(opts.max_batch).max(1);
+        // One slot per write the store can usefully run at once. A batch is taken from the
+        // queue only once a slot is free, so while every slot is busy arrivals join the next
+        // batch rather than queueing up small ones.
+        let lanes = u32::try_from(store.concurrent_inserts())
+            .unwrap_or(u32::MAX)
+            .clamp(1, 64);
+        let slots = Arc::new(Semaphore::new(lanes as usize));
         tokio::spawn(async move {
             // When the oldest queued event must be written by: later arrivals never postpone it.
             let mut deadline: Option<tokio::time::Instant> = None;
@@ -109,6 +120,9 @@ impl BatchWriter {
                     Wait(Option<tokio::time::Instant>),
                     Write(Vec<UsageEvent>, Vec<oneshot::Sender<Result<()>>>, bool),
                 }
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
                 let next = {
                     let mut q = task.lock();
                     if q.events.is_empty() && q.flushes.is_empty() {
@@ -152,10 +166,12 @@ impl BatchWriter {
                 let (mut batch, mut flushes, last) = match next {
                     Next::Stop => break,
                     Next::Wait(None) => {
+                        drop(slot);
                         task.wake.notified().await;
                         continue;
                     }
                     Next::Wait(Some(due)) => {
+                        drop(slot);
                         tokio::select! {
                             _ = tokio::time::sleep_until(due) => {}
                             _ = task.wake.notified() => {}
@@ -164,11 +180,25 @@ impl BatchWriter {
                     }
                     Next::Write(b, f, last) => (b, f, last),
                 };
+                if flushes.is_empty() && !last {
+                    let (store, after, errors) = (store.clone(), after.clone(), errors.clone());
+                    tokio::spawn(async move {
+                        write(&*store, &after, &mut batch, &errors, &mut flushes).await;
+                        drop(slot);
+                    });
+                    continue;
+                }
+                // A flush reports on everything queued before it: the writes still running
+                // finish first (their errors land in `errors`, which this write reports).
+                let others = slots.acquire_many(lanes - 1).await;
                 write(&*store, &after, &mut batch, &errors, &mut flushes).await;
+                drop((slot, others));
                 if last {
                     break;
                 }
             }
+            // Stopping: the writes still running finish before the task ends.
+            let _ = slots.acquire_many(lanes).await;
         });
         BatchWriter {
             shared,

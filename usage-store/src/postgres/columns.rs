@@ -12,6 +12,7 @@ use usage_core::tokens::TokenUsage;
 use usage_core::{Deployment, Error, Platform, PricingContext, Result, ServiceTier, Speed, Usd};
 
 use super::{BACKEND, ms_to_time};
+use crate::rollups::{int, nanos};
 
 /// A column's value for one event.
 #[derive(Clone, Copy)]
@@ -24,22 +25,6 @@ enum Get {
 pub(super) struct Column {
     pub(super) name: &'static str,
     get: Get,
-}
-
-/// Whole nano-USD, as stored.
-pub(super) fn nanos(field: &str, usd: Usd) -> Result<i64> {
-    i64::try_from(usd.to_nanos())
-        .map_err(|_| Error::argument(field, format!("{usd} USD is more than the store can hold")))
-}
-
-/// A count as stored (BIGINT).
-pub(super) fn int(field: &str, n: u64) -> Result<i64> {
-    i64::try_from(n).map_err(|_| {
-        Error::argument(
-            field,
-            format!("{n} is more than the store can hold (2^63 - 1)"),
-        )
-    })
 }
 
 fn cost(e: &UsageEvent, field: &str, line: fn(&EventCost) -> Usd) -> Result<Option<i64>> {

@@ -1,8 +1,11 @@
-//! `insert`: a batch of events and their rollup changes as ONE statement, in which
-//! data-modifying CTEs add the rollups of exactly the rows that were new. A small batch goes in
-//! through UNNEST of bound arrays (one round trip, atomic without an explicit transaction); a
-//! large one is first copied into a temporary table (`COPY`, in one transaction with the
-//! insert), so that the statement reads a plain table, with enough memory to sort it.
+//! `insert`: a batch of events and the rollup changes of exactly the rows that were new, in one
+//! transaction. A small batch is ONE statement, the events bound as arrays and UNNESTed, whose
+//! data-modifying CTEs sum the new rows into the rollups (one round trip, atomic without an
+//! explicit transaction). A large one is copied into a temporary table (`COPY`), inserted from
+//! there returning the ids that were new, and its rollup changes are summed here, per cell
+//! (the same [`Deltas`] SQLite writes), and added in one more statement: summing thousands of
+//! rows per table in SQL (tag rows expanded from JSONB and sorted, the cells grouped again
+//! for each derived table) cost the server more than the events themselves.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
@@ -17,8 +20,8 @@ use super::columns::{
     insert_staged_sql,
 };
 use super::db_err;
-use super::rollup::{add_cells_sql, add_tags_sql, cells_sql};
-use crate::rollups::{DERIVED, EVENTS};
+use super::rollup::{self, add_cells_sql, add_tags_sql, cells_sql};
+use crate::rollups::{DERIVED, Deltas, EVENTS, Sums};
 
 /// Batches of at least this many (distinct) events are copied into a staging table rather
 /// than bound as arrays. The COPY pays a fixed ~40 ms on TCP connections (sqlx sends its end
@@ -27,9 +30,9 @@ use crate::rollups::{DERIVED, EVENTS};
 /// store) this path took enqueue from 26.7-30.0k to 33.5-37.4k events/s.
 pub(super) const COPY_AT_LEAST: usize = 4_096;
 
-/// The sort and hash memory of a staged insert's transaction. At the server's default
-/// (4 MB) a 20,000-event batch spills its sorts and the inserted rows it reads back to disk;
-/// this keeps them in memory (a batch of that size needs ~15 MB). Set only inside the
+/// The sort memory of a staged insert's transaction. At the server's default (4 MB) a
+/// 20,000-event batch spills its sort by id to disk; this keeps it in memory (a batch of that
+/// size needs ~15 MB). Set only inside the
 /// transaction: a bound insert keeps its cached generic plan, which a changed `work_mem` would
 /// trade for a slower custom one. JIT is turned off there too: the planner, seeing a large
 /// staging table, costs the statement high enough to compile it, which took ~70 ms of a
@@ -74,12 +77,8 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-static INSERT_STAGED: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH {} SELECT id FROM ins",
-        insert_ctes(&insert_staged_sql("TRUE"))
-    )
-});
+static INSERT_STAGED: LazyLock<String> =
+    LazyLock::new(|| format!("{} RETURNING id", insert_staged_sql("TRUE")));
 
 static BEGIN_STAGED: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -171,10 +170,15 @@ async fn insert_bound<'e>(db: impl PgExecutor<'e>, batch: &Batch<'_>) -> Result<
 }
 
 /// One transaction: its `work_mem` raised and the staging table made sure of, the events
-/// copied into it, then one statement inserting them and their rollups. The commit empties the
-/// staging table; a failure anywhere rolls all of it back.
+/// copied into it and inserted from there, then the new ones' rollup changes added. The commit
+/// empties the staging table; a failure anywhere rolls all of it back.
 async fn insert_copied(pool: &PgPool, batch: &Batch<'_>) -> Result<HashSet<String>> {
     let data = batch.copy_rows()?;
+    let sums = batch
+        .unique
+        .iter()
+        .map(|e| Sums::of_event(e))
+        .collect::<Result<Vec<_>>>()?;
     let mut conn = pool.acquire().await.map_err(db_err("insert"))?;
     let mut tx = conn.begin().await.map_err(db_err("insert"))?;
     sqlx::raw_sql(BEGIN_STAGED.as_str())
@@ -196,6 +200,13 @@ async fn insert_copied(pool: &PgPool, batch: &Batch<'_>) -> Result<HashSet<Strin
         .await
         .map_err(db_err("insert"))?;
     let inserted = ids(&rows)?;
+    let mut deltas = Deltas::default();
+    for (e, s) in batch.unique.iter().zip(&sums) {
+        if inserted.contains(e.id.as_str()) {
+            deltas.add(e, e.timestamp.timestamp_millis(), s, 1);
+        }
+    }
+    rollup::apply(&mut tx, &deltas, true).await?;
     tx.commit().await.map_err(db_err("insert"))?;
     Ok(inserted)
 }

@@ -15,9 +15,10 @@ use usage_core::store::{RepriceReport, RunKind, RunOptions, RunOutcome, RunRecor
 use usage_core::{Error, Result};
 
 use super::columns::{bind_arrays, event_from_row, reprice_arrays, reprice_sql, select_list};
-use super::rollup::{Delta, HOUR_MS, add_events_sql, add_tags_sql};
+use super::rollup::{self, HOUR_MS, add_events_sql, add_tags_sql};
 use super::{BACKEND, db_err, ms_to_time, range_ms};
 use crate::rollups::{DERIVED, EVENTS, refresh_range, refresh_sql};
+use crate::rollups::{Deltas, Sums};
 use sqlx::AssertSqlSafe;
 
 /// How a run's transaction ended, before its record is written.
@@ -454,13 +455,15 @@ async fn reprice_tx(
             .await
             .map_err(db_err(op))?;
         let mut seqs = Vec::new();
-        let mut changed: Vec<UsageEvent> = Vec::new();
-        let mut delta = Delta::default();
+        // (old, new) for each event whose cost changed, with their sums.
+        let mut changed: Vec<(UsageEvent, UsageEvent)> = Vec::new();
+        let mut sums: Vec<(Sums, Sums)> = Vec::new();
         for row in &rows {
             let seq: i64 = row.try_get("seq").map_err(db_err(op))?;
             let old = event_from_row(row)?;
             report.examined += 1;
             report.old_total += old.total_cost();
+            after = (old.timestamp.timestamp_millis(), old.id.as_str().to_owned());
             match old.repriced(catalog) {
                 Some(new) => {
                     report.changed += 1;
@@ -468,10 +471,9 @@ async fn reprice_tx(
                         report.newly_priced += 1;
                     }
                     report.new_total += new.total_cost();
-                    delta.add(&old, -1)?;
-                    delta.add(&new, 1)?;
+                    sums.push((Sums::of_event(&old)?, Sums::of_event(&new)?));
                     seqs.push(seq);
-                    changed.push(new);
+                    changed.push((old, new));
                 }
                 None => {
                     if old.cost.is_none() {
@@ -480,15 +482,20 @@ async fn reprice_tx(
                     report.new_total += old.total_cost();
                 }
             }
-            after = (old.timestamp.timestamp_millis(), old.id.as_str().to_owned());
         }
         if !report.dry_run && !changed.is_empty() {
-            let arrays = reprice_arrays(changed.iter())?;
+            let arrays = reprice_arrays(changed.iter().map(|(_, new)| new))?;
             bind_arrays(sqlx::query(REPRICE_UPDATE.as_str()).bind(seqs), &arrays)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err(op))?;
-            delta.apply(&mut tx).await?;
+            let mut deltas = Deltas::default();
+            for ((old, new), (old_sums, new_sums)) in changed.iter().zip(&sums) {
+                deltas.add(old, old.timestamp.timestamp_millis(), old_sums, -1);
+                deltas.add(new, new.timestamp.timestamp_millis(), new_sums, 1);
+            }
+            // The derived tables are refreshed from `rollup_events` once the run is done.
+            rollup::apply(&mut tx, &deltas, false).await?;
         }
         opts.report(report.examined, Some(total));
         if rows.len() < opts.batch() {

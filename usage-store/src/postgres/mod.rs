@@ -38,6 +38,9 @@ fn db_err(operation: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
     move |e| Error::store(BACKEND, operation, e)
 }
 
+/// How many batches the batched writer writes at once (see [`PgStore`]'s `concurrent_inserts`).
+const CONCURRENT_INSERTS: usize = 2;
+
 /// How to connect. Built with [`PgOptions::default`] and the setters.
 ///
 /// ```
@@ -283,6 +286,14 @@ fn range_ms(range: Option<TimeRange>) -> (i64, i64) {
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
         BACKEND
+    }
+
+    /// Two batched writes at once, leaving the pool a connection for reads: while one
+    /// batch's statement runs on the server, the next is copied in and indexed by another
+    /// backend. Their row locks are taken in one order, so they wait rather than deadlock.
+    fn concurrent_inserts(&self) -> usize {
+        let pool = usize::try_from(self.pool.options().get_max_connections()).unwrap_or(1);
+        pool.saturating_sub(1).clamp(1, CONCURRENT_INSERTS)
     }
 
     async fn insert(&self, events: &[UsageEvent]) -> Result<Vec<bool>> {

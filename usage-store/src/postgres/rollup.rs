@@ -1,27 +1,21 @@
 //! The hourly rollups: the sum columns (one per [`Totals`] field), the SQL that sums raw events
-//! or rollup rows into them (inserts and rebuilds), and [`Delta`], the signed changes a
-//! reprice makes, pre-aggregated in Rust and upserted in key order.
+//! or rollup rows into them (small inserts and rebuilds), and [`apply`], which adds changes
+//! summed in Rust ([`Deltas`]: large inserts and reprices), cells upserted in key order.
 
-use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
-use usage_core::event::UsageEvent;
 use usage_core::query::Totals;
-use usage_core::{Error, Result, Usd};
+use usage_core::{Error, Result};
 
-use super::columns::{int, nanos};
 use super::{BACKEND, db_err};
-use crate::rollups::RollupTable;
+use crate::rollups::{DERIVED, Deltas, EVENTS, RollupTable, Sums, derive};
 
 pub(super) const HOUR_MS: i64 = 3_600_000;
 
 /// The sum columns of both rollup tables, in [`Totals`] field order.
 pub(super) const SUM_COLUMNS: [&str; 21] = crate::TOTALS_COLUMNS;
-
-/// Signed sums in [`SUM_COLUMNS`] order (signed: a reprice subtracts old costs).
-type Sums = [i64; 21];
 
 /// The 21 sum expressions over raw `events` aliased `e`, exactly [`Totals::of`] summed:
 /// unpriced counts NULL costs, and NULL costs and latencies add nothing.
@@ -179,39 +173,6 @@ pub(super) fn add_tags_sql(from: &str, key: &str, value: &str, filter: &str) -> 
     )
 }
 
-/// `(hour_ms, user_id, provider, model_key, status)`, with no user stored as `''`.
-type EventCell = (i64, String, String, String, &'static str);
-/// `(hour_ms, key, value, user_id)`.
-type TagCell = (i64, String, String, String);
-
-fn sums_of(t: &Totals) -> Result<Sums> {
-    let n = |field: &str, v: u64| int(field, v);
-    let usd = |field: &str, v: Usd| nanos(field, v);
-    Ok([
-        n("requests", t.requests)?,
-        n("errors", t.errors)?,
-        n("unpriced", t.unpriced)?,
-        n("input", t.input)?,
-        n("cache_read", t.cache_read)?,
-        n("cache_write_5m", t.cache_write_5m)?,
-        n("cache_write_1h", t.cache_write_1h)?,
-        n("output", t.output)?,
-        n("reasoning", t.reasoning)?,
-        n("web_search_requests", t.web_search_requests)?,
-        n("web_fetch_requests", t.web_fetch_requests)?,
-        usd("cost_input", t.cost_input)?,
-        usd("cost_cache_read", t.cost_cache_read)?,
-        usd("cost_cache_write_5m", t.cost_cache_write_5m)?,
-        usd("cost_cache_write_1h", t.cost_cache_write_1h)?,
-        usd("cost_output", t.cost_output)?,
-        usd("cost_web_search", t.cost_web_search)?,
-        usd("cost_total", t.cost_total)?,
-        n("latency_sum_ms", t.latency_sum_ms)?,
-        n("latency_count", t.latency_count)?,
-        n("duration_sum_ms", t.duration_sum_ms)?,
-    ])
-}
-
 /// Reads the 21 sums starting at column `first` of an aggregate row.
 pub(super) fn totals_from_row(row: &PgRow, first: usize) -> Result<Totals> {
     let mut s = [0i64; 21];
@@ -220,154 +181,177 @@ pub(super) fn totals_from_row(row: &PgRow, first: usize) -> Result<Totals> {
             .try_get(first + i)
             .map_err(|e| Error::store(BACKEND, "read", e))?;
     }
-    let n = |i: usize| {
-        u64::try_from(s[i]).map_err(|_| {
-            Error::store(
-                BACKEND,
-                "read",
-                format!("sum of {} is negative ({})", SUM_COLUMNS[i], s[i]),
-            )
-        })
-    };
-    let usd = |i: usize| Usd::from_nanos(s[i].into());
-    Ok(Totals {
-        requests: n(0)?,
-        errors: n(1)?,
-        unpriced: n(2)?,
-        input: n(3)?,
-        cache_read: n(4)?,
-        cache_write_5m: n(5)?,
-        cache_write_1h: n(6)?,
-        output: n(7)?,
-        reasoning: n(8)?,
-        web_search_requests: n(9)?,
-        web_fetch_requests: n(10)?,
-        cost_input: usd(11),
-        cost_cache_read: usd(12),
-        cost_cache_write_5m: usd(13),
-        cost_cache_write_1h: usd(14),
-        cost_output: usd(15),
-        cost_web_search: usd(16),
-        cost_total: usd(17),
-        latency_sum_ms: n(18)?,
-        latency_count: n(19)?,
-        duration_sum_ms: n(20)?,
-    })
-}
-
-fn add_into(into: &mut Sums, s: &Sums, sign: i64) -> Result<()> {
-    for (a, b) in into.iter_mut().zip(s) {
-        *a = b
-            .checked_mul(sign)
-            .and_then(|b| a.checked_add(b))
-            .ok_or_else(|| Error::store(BACKEND, "rollup", "a rollup sum overflowed 64 bits"))?;
+    // Counts, tokens and milliseconds are never negative in a consistent store (money may be,
+    // after a reprice): say so rather than show a wrong figure.
+    let money = 11..=17;
+    if let Some(i) = (0..s.len()).find(|i| !money.contains(i) && s[*i] < 0) {
+        return Err(Error::store(
+            BACKEND,
+            "read",
+            format!("sum of {} is negative ({})", SUM_COLUMNS[i], s[i]),
+        ));
     }
-    Ok(())
+    Ok(Sums(s).to_totals())
 }
 
-/// Signed changes to both rollup tables, keyed (and so sorted) by cell. Only reprices use it,
-/// under table locks that keep inserts out, so its (bytewise) cell order need not match the
-/// (collation) order inserts lock cells in.
-#[derive(Debug, Default)]
-pub(super) struct Delta {
-    events: BTreeMap<EventCell, Sums>,
-    tags: BTreeMap<TagCell, Sums>,
+/// Key arrays then sum arrays of one table's cells, for an [`upsert_sql`] statement: the
+/// period start, each key column, then the 21 sums. Cells whose changes cancel out are left
+/// out.
+struct Cells<'a> {
+    periods: Vec<i64>,
+    keys: Vec<Vec<&'a str>>,
+    sums: Vec<Vec<i64>>,
 }
 
-static UPSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
-    upsert_sql(
-        "rollup_events",
-        &["hour_ms", "user_id", "provider", "model_key", "status"],
-    )
-});
-static UPSERT_TAGS: LazyLock<String> =
-    LazyLock::new(|| upsert_sql("rollup_tags", &["hour_ms", "key", "value", "user_id"]));
+impl<'a> Cells<'a> {
+    fn new<'c>(
+        key_count: usize,
+        cells: impl Iterator<Item = (i64, &'c [&'a str], &'c Sums)>,
+    ) -> Self
+    where
+        'a: 'c,
+    {
+        let mut out = Cells {
+            periods: Vec::new(),
+            keys: vec![Vec::new(); key_count],
+            sums: vec![Vec::new(); SUM_COLUMNS.len()],
+        };
+        for (period, keys, sums) in cells.filter(|c| !c.2.is_zero()) {
+            out.periods.push(period);
+            for (col, k) in out.keys.iter_mut().zip(keys) {
+                col.push(k);
+            }
+            for (col, v) in out.sums.iter_mut().zip(sums.0) {
+                col.push(v);
+            }
+        }
+        out
+    }
 
-fn upsert_sql(table: &str, keys: &[&str]) -> String {
-    let types = keys
-        .iter()
-        .map(|k| if *k == "hour_ms" { "bigint" } else { "text" })
-        .chain(SUM_COLUMNS.iter().map(|_| "bigint"));
-    let params: Vec<String> = types
-        .enumerate()
-        .map(|(i, t)| format!("${}::{t}[]", i + 1))
+    fn bind<'q>(
+        self,
+        mut q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>
+    where
+        'a: 'q,
+    {
+        q = q.bind(self.periods);
+        for k in self.keys {
+            q = q.bind(k);
+        }
+        for v in self.sums {
+            q = q.bind(v);
+        }
+        q
+    }
+}
+
+/// `name AS (INSERT … SELECT * FROM UNNEST(arrays) ORDER BY keys ON CONFLICT … DO UPDATE)`:
+/// adds bound cells (parameters from `$first`: the period, each key, the 21 sums) to `table`.
+/// Sorted by the server, in the collation every insert locks cells in, so that these
+/// upserts and the statement inserts of other writers wait for each other rather than
+/// deadlock.
+fn upsert_sql(name: &str, table: &str, time_col: &str, keys: &[&str], first: usize) -> String {
+    let cols: Vec<&str> = std::iter::once(time_col)
+        .chain(keys.iter().copied())
+        .chain(SUM_COLUMNS)
         .collect();
-    let cols: Vec<&str> = keys.iter().copied().chain(SUM_COLUMNS).collect();
+    let params: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let t = if i > keys.len() || *c == time_col {
+                "bigint"
+            } else {
+                "text"
+            };
+            format!("${}::{t}[]", first + i)
+        })
+        .collect();
+    let key_cols = cols[..=keys.len()].join(", ");
+    let order = (1..=keys.len() + 1)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
-        "INSERT INTO {table} ({cols}) SELECT * FROM UNNEST({params}) ON CONFLICT ({keys}) DO UPDATE SET {sets}",
+        "{name} AS (INSERT INTO {table} ({cols}) SELECT * FROM UNNEST({params}) AS u({cols}) \
+         ORDER BY {order} ON CONFLICT ({key_cols}) DO UPDATE SET {sets})",
         cols = cols.join(", "),
         params = params.join(", "),
-        keys = keys.join(", "),
         sets = add_sets(table),
     )
 }
 
-/// Binds the sum arrays of `cells` after the key arrays.
-fn bind_sums<'q, K>(
-    mut q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    cells: &BTreeMap<K, Sums>,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    for i in 0..SUM_COLUMNS.len() {
-        q = q.bind(cells.values().map(|s| s[i]).collect::<Vec<i64>>());
+const TAG_KEYS: [&str; 3] = ["key", "value", "user_id"];
+const EVENT_KEYS: [&str; 4] = ["user_id", "provider", "model_key", "status"];
+
+/// One statement adding a batch's [`Deltas`] to `rollup_events` and `rollup_tags`, and with
+/// `derived` to the four tables summed from `rollup_events` as well.
+fn apply_sql(derived: bool) -> String {
+    let mut ctes = vec![
+        upsert_sql("up_events", EVENTS.name, EVENTS.time_col, &EVENT_KEYS, 1),
+        upsert_sql("up_tags", "rollup_tags", "hour_ms", &TAG_KEYS, 27),
+    ];
+    let mut first = 27 + 1 + TAG_KEYS.len() + SUM_COLUMNS.len();
+    if derived {
+        for t in &DERIVED {
+            ctes.push(upsert_sql(
+                &format!("up_{}", t.name),
+                t.name,
+                t.time_col,
+                t.keys,
+                first,
+            ));
+            first += 1 + t.keys.len() + SUM_COLUMNS.len();
+        }
     }
-    q
+    format!("WITH {} SELECT 1", ctes.join(", "))
 }
 
-impl Delta {
-    /// Adds (`sign` 1) or removes (`sign` -1) one event's totals in its cells.
-    pub(super) fn add(&mut self, e: &UsageEvent, sign: i64) -> Result<()> {
-        let sums = sums_of(&Totals::of(e))?;
-        let hour = e.timestamp.timestamp_millis().div_euclid(HOUR_MS) * HOUR_MS;
-        let user = e.user_id.clone().unwrap_or_default();
-        let cell = (
-            hour,
-            user.clone(),
-            e.provider.clone(),
-            e.model_key().to_owned(),
-            e.status.as_str(),
-        );
-        add_into(self.events.entry(cell).or_default(), &sums, sign)?;
-        for (k, v) in &e.tags {
-            add_into(
-                self.tags
-                    .entry((hour, k.clone(), v.clone(), user.clone()))
-                    .or_default(),
-                &sums,
-                sign,
-            )?;
-        }
-        Ok(())
-    }
+static APPLY_BASE: LazyLock<String> = LazyLock::new(|| apply_sql(false));
+static APPLY_ALL: LazyLock<String> = LazyLock::new(|| apply_sql(true));
 
-    /// Upserts the changes, cells in key order. Cells whose changes cancel out are skipped.
-    pub(super) async fn apply(mut self, conn: &mut PgConnection) -> Result<()> {
-        self.events.retain(|_, s| s.iter().any(|v| *v != 0));
-        self.tags.retain(|_, s| s.iter().any(|v| *v != 0));
-        if !self.events.is_empty() {
-            let c = &self.events;
-            let q = sqlx::query(UPSERT_EVENTS.as_str())
-                .bind(c.keys().map(|k| k.0).collect::<Vec<i64>>())
-                .bind(c.keys().map(|k| k.1.as_str()).collect::<Vec<&str>>())
-                .bind(c.keys().map(|k| k.2.as_str()).collect::<Vec<&str>>())
-                .bind(c.keys().map(|k| k.3.as_str()).collect::<Vec<&str>>())
-                .bind(c.keys().map(|k| k.4).collect::<Vec<&str>>());
-            bind_sums(q, c)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_err("update rollups"))?;
+/// Adds `deltas` to the rollups in one statement: `rollup_events` and `rollup_tags`, and with
+/// `derived` the four tables summed from `rollup_events` too (a reprice refreshes those from
+/// `rollup_events` afterwards instead).
+pub(super) async fn apply(
+    conn: &mut PgConnection,
+    deltas: &Deltas<'_>,
+    derived: bool,
+) -> Result<()> {
+    let events = deltas.events();
+    let base = Cells::new(
+        EVENT_KEYS.len(),
+        events
+            .iter()
+            .map(|(k, s)| (k.0, [k.1, k.2, k.3, k.4], s))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|(p, k, s)| (*p, &k[..], *s)),
+    );
+    let tags = deltas.tags();
+    let tag_cells = Cells::new(
+        TAG_KEYS.len(),
+        tags.iter()
+            .map(|(k, s)| (k.0, [k.1, k.2, k.3], s))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|(p, k, s)| (*p, &k[..], *s)),
+    );
+    let sql = if derived { &APPLY_ALL } else { &APPLY_BASE };
+    let mut q = tag_cells.bind(base.bind(sqlx::query(sql.as_str())));
+    if derived {
+        for t in &DERIVED {
+            let cells = derive(t, &events);
+            q = Cells::new(
+                t.keys.len(),
+                cells.iter().map(|((p, k), s)| (*p, &k[..], s)),
+            )
+            .bind(q);
         }
-        if !self.tags.is_empty() {
-            let c = &self.tags;
-            let q = sqlx::query(UPSERT_TAGS.as_str())
-                .bind(c.keys().map(|k| k.0).collect::<Vec<i64>>())
-                .bind(c.keys().map(|k| k.1.as_str()).collect::<Vec<&str>>())
-                .bind(c.keys().map(|k| k.2.as_str()).collect::<Vec<&str>>())
-                .bind(c.keys().map(|k| k.3.as_str()).collect::<Vec<&str>>());
-            bind_sums(q, c)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_err("update rollups"))?;
-        }
-        Ok(())
     }
+    q.execute(&mut *conn)
+        .await
+        .map_err(db_err("update rollups"))?;
+    Ok(())
 }

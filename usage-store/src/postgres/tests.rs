@@ -1203,3 +1203,92 @@ async fn insert_speed() {
         );
     }
 }
+
+/// The batched writer runs two writes at once on PostgreSQL (one when the pool is too small to
+/// spare a connection). A flush still returns only once every event queued before it is
+/// stored; a batch the server refuses is reported by the next flush, and the writes beside it
+/// are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batched_writer_writes_two_batches_at_once_and_flush_waits_for_both() {
+    use crate::{BatchOptions, Tracker, TrackerOptions};
+    use usage_core::NewEvent;
+
+    let Some(db) = TestDb::new() else { return };
+    let store = Arc::new(db.open().await);
+    assert_eq!(store.concurrent_inserts(), 2);
+    let small = PgStore::connect(
+        &db.url,
+        PgOptions::default().schema(&db.schema).max_connections(2),
+    )
+    .await
+    .expect("connect");
+    assert_eq!(
+        small.concurrent_inserts(),
+        1,
+        "one connection is kept for reads"
+    );
+    small.close().await.expect("close");
+
+    let t = Tracker::with_store(
+        store.clone(),
+        TrackerOptions {
+            batch: BatchOptions {
+                max_batch: 300,
+                max_write: 5_000,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    let event = |user: &str| {
+        NewEvent::new(
+            "anthropic",
+            "claude-haiku-4-5",
+            TokenUsage {
+                input: 10,
+                output: 5,
+                ..Default::default()
+            },
+        )
+        .user(user)
+    };
+    // Each flush must find every event queued before it stored, the batch written beside its
+    // own included.
+    let mut n = 0u64;
+    for round in 0..20 {
+        for i in 0..700 {
+            t.enqueue(event(&format!("u{}", i % 97)))
+                .await
+                .expect("enqueue");
+        }
+        n += 700;
+        t.flush().await.expect("flush");
+        assert_eq!(
+            total(&*store, Source::Raw).await.requests,
+            n,
+            "round {round}"
+        );
+    }
+    assert_eq!(rollup_differences(&*store).await, vec![]);
+
+    for i in 0..3_000u64 {
+        let mut e = event(&format!("u{i}"));
+        if i == 1_500 {
+            // PostgreSQL text cannot hold a NUL: the server refuses this event's batch.
+            e.error_message = Some("bad\0byte".into());
+        }
+        t.enqueue(e).await.expect("enqueue");
+    }
+    let err = t.flush().await.expect_err("the refused batch is reported");
+    assert!(err.to_string().contains("not stored"), "{err}");
+    let stored = total(&*store, Source::Raw).await.requests;
+    assert!((n..n + 3_000).contains(&stored), "{stored}");
+    for _ in 0..10 {
+        t.enqueue(event("after")).await.expect("enqueue");
+    }
+    t.flush()
+        .await
+        .expect("the next flush has nothing to report");
+    assert_eq!(total(&*store, Source::Raw).await.requests, stored + 10);
+    assert_eq!(rollup_differences(&*store).await, vec![]);
+}

@@ -1,5 +1,5 @@
-//! How a [`UsageEvent`] maps to an `events` row and back, and [`Sums`]: the integer form of
-//! [`Totals`] the rollup tables keep (costs in nano-USD), with its column list.
+//! How a [`UsageEvent`] maps to an `events` row and back, with the [`Sums`] it adds to its
+//! rollup cells.
 
 use std::collections::BTreeMap;
 
@@ -7,10 +7,11 @@ use chrono::{DateTime, Utc};
 use rusqlite::Row;
 use rusqlite::types::Type;
 use usage_core::event::{CostSource, EventCost, EventId, Status, UsageEvent};
-use usage_core::query::Totals;
 use usage_core::{Error, PricingContext, TokenUsage, Usd};
 
-/// The [`Totals`] fields, in the order [`Sums`] holds them; also the rollup column names.
+use crate::rollups::{Sums, int, nanos};
+
+/// The `Totals` fields, in the order [`Sums`] holds them; also the rollup column names.
 pub(super) const TOTALS_COLS: [&str; 21] = crate::TOTALS_COLUMNS;
 
 /// The `events` columns an event is written to and read from, in bind/select order.
@@ -60,72 +61,6 @@ pub(super) fn event_select() -> String {
         .map(|c| format!("e.{c}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// [`Totals`] as integers: counts, tokens and milliseconds as they are, money in nano-USD.
-/// Signed, so that a reprice can subtract an event's old sums from a rollup cell.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Sums(pub [i64; 21]);
-
-impl Sums {
-    pub fn requests(&self) -> i64 {
-        self.0[0]
-    }
-
-    pub fn add(&mut self, o: &Sums, sign: i64) {
-        for (a, b) in self.0.iter_mut().zip(o.0) {
-            *a += sign * b;
-        }
-    }
-
-    pub fn is_zero(&self) -> bool {
-        self.0.iter().all(|v| *v == 0)
-    }
-
-    /// The public form. Values are never negative in a consistent store; a negative one is
-    /// shown as zero rather than wrapping around.
-    pub fn to_totals(self) -> Totals {
-        let u = |i: usize| u64::try_from(self.0[i]).unwrap_or(0);
-        let usd = |i: usize| Usd::from_nanos(i128::from(self.0[i]));
-        Totals {
-            requests: u(0),
-            errors: u(1),
-            unpriced: u(2),
-            input: u(3),
-            cache_read: u(4),
-            cache_write_5m: u(5),
-            cache_write_1h: u(6),
-            output: u(7),
-            reasoning: u(8),
-            web_search_requests: u(9),
-            web_fetch_requests: u(10),
-            cost_input: usd(11),
-            cost_cache_read: usd(12),
-            cost_cache_write_5m: usd(13),
-            cost_cache_write_1h: usd(14),
-            cost_output: usd(15),
-            cost_web_search: usd(16),
-            cost_total: usd(17),
-            latency_sum_ms: u(18),
-            latency_count: u(19),
-            duration_sum_ms: u(20),
-        }
-    }
-}
-
-fn int(field: &str, v: u64) -> usage_core::Result<i64> {
-    i64::try_from(v).map_err(|_| {
-        Error::argument(
-            field,
-            format!("{v} is larger than the store can hold ({})", i64::MAX),
-        )
-    })
-}
-
-fn nanos(field: &str, v: Usd) -> usage_core::Result<i64> {
-    let n = v.to_nanos();
-    i64::try_from(n)
-        .map_err(|_| Error::argument(field, format!("{v} USD is outside what the store can hold")))
 }
 
 /// The timestamp in Unix milliseconds (sub-millisecond precision is dropped, as documented).

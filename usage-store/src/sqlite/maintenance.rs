@@ -11,8 +11,9 @@ use usage_core::store::{RepriceReport, RunKind, RunOptions, RunOutcome, RunRecor
 use usage_core::{Error, Usd};
 
 use super::codec::{EventRow, TOTALS_COLS, event_from_row, event_select, from_ms, ms};
-use super::write::{Deltas, HOUR_MS, floor_sql, floor_to};
+use super::write::{HOUR_MS, apply, floor_sql, floor_to};
 use super::{Fail, counters, ids};
+use crate::rollups::Deltas;
 use crate::rollups::{DERIVED, refresh_range, refresh_sql};
 
 /// Cell start bounds meaning "all time" (far outside any real timestamp, and safe to round).
@@ -477,7 +478,7 @@ pub(super) fn reprice(
             }
         }
         if !dry_run {
-            deltas.apply(&tx)?;
+            apply(&deltas, &tx)?;
         }
         opts.report(report.examined, Some(total));
     }

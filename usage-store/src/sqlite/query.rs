@@ -17,8 +17,9 @@ use usage_core::store::{
 };
 
 use super::Fail;
-use super::codec::{Sums, TOTALS_COLS, ceil_ms, event_from_row, event_select, from_ms, ms};
+use super::codec::{TOTALS_COLS, ceil_ms, event_from_row, event_select, from_ms, ms};
 use super::write::{HOUR_MS, floor_sql};
+use crate::rollups::Sums;
 use crate::rollups::{ceil_to, table_for};
 
 /// Sums per (group values, grain start in ms).
@@ -562,7 +563,7 @@ pub(super) fn scan(
 mod tests {
     use usage_core::quota::QuotaMetric;
 
-    use super::Sums;
+    use crate::rollups::Sums;
 
     /// Summing only a metric's columns gives the metric exactly what summing all gives it.
     #[test]

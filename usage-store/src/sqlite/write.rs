@@ -2,17 +2,16 @@
 //! cell in memory first (the derived tables' cells from the base cells), then each cell is
 //! written once, in primary-key order.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use rusqlite::{Connection, ToSql, TransactionBehavior};
-use rustc_hash::FxHashMap;
 use usage_core::event::UsageEvent;
 
-use super::codec::{EVENT_COLS, EventRow, Sums, TOTALS_COLS};
+use super::codec::{EVENT_COLS, EventRow, TOTALS_COLS};
 use super::{Fail, counters, ids};
 
-use crate::rollups::{DERIVED, EVENTS, RollupTable};
+use crate::rollups::{DERIVED, Deltas, EVENTS, Sums, derive};
 pub(super) use crate::rollups::{HOUR_MS, floor_sql, floor_to};
 
 const TAG_KEYS: [&str; 3] = ["key", "value", "user_id"];
@@ -109,85 +108,23 @@ static INSERT_EVENT: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// (hour, user or '', provider, model_key, status): `rollup_events`' primary key order.
-type EventCell<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
-/// (hour, tag key, tag value, user or ''): `rollup_tags`' primary key order.
-type TagCell<'a> = (i64, &'a str, &'a str, &'a str);
-
-/// Rollup changes not yet written, per cell. Summed in hash maps (Fx: the keys are this
-/// process's own, and summing them was 7% of a batch with SipHash), then written sorted by
-/// key, so that the writes walk each b-tree from front to back.
-#[derive(Default)]
-pub(super) struct Deltas<'a> {
-    events: FxHashMap<EventCell<'a>, Sums>,
-    tags: FxHashMap<TagCell<'a>, Sums>,
-}
-
-impl<'a> Deltas<'a> {
-    /// Adds (`sign` 1) or removes (`sign` -1) an event's sums in its cells.
-    pub fn add(&mut self, e: &'a UsageEvent, ts_ms: i64, sums: &Sums, sign: i64) {
-        let hour = floor_to(ts_ms, HOUR_MS);
-        let user = e.user_id.as_deref().unwrap_or("");
-        self.events
-            .entry((
-                hour,
-                user,
-                e.provider.as_str(),
-                e.model_key(),
-                e.status.as_str(),
-            ))
-            .or_default()
-            .add(sums, sign);
-        for (k, v) in &e.tags {
-            self.tags
-                .entry((hour, k.as_str(), v.as_str(), user))
-                .or_default()
-                .add(sums, sign);
-        }
+/// Writes every change of `deltas`, the derived tables' too.
+pub(super) fn apply(deltas: &Deltas<'_>, conn: &Connection) -> Result<(), Fail> {
+    let events = deltas.events();
+    EVENTS_SQL.add_all(conn, events.iter(), |k| vec![&k.0, &k.1, &k.2, &k.3, &k.4])?;
+    for (table, sql) in DERIVED.iter().zip(DERIVED_SQL.iter()) {
+        let cells = derive(table, &events);
+        sql.add_all(conn, cells.iter(), |(t, keys)| {
+            std::iter::once(t as &dyn ToSql)
+                .chain(keys.iter().map(|k| k as &dyn ToSql))
+                .collect()
+        })?;
     }
-
-    /// Writes every non-zero change, the derived tables' too.
-    pub fn apply(&self, conn: &Connection) -> Result<(), Fail> {
-        let events: BTreeMap<EventCell<'a>, Sums> =
-            self.events.iter().map(|(k, s)| (*k, *s)).collect();
-        EVENTS_SQL.add_all(conn, events.iter(), |k| vec![&k.0, &k.1, &k.2, &k.3, &k.4])?;
-        for (table, sql) in DERIVED.iter().zip(DERIVED_SQL.iter()) {
-            let cells = derive(table, &events);
-            sql.add_all(conn, cells.iter(), |(t, keys)| {
-                std::iter::once(t as &dyn ToSql)
-                    .chain(keys.iter().map(|k| k as &dyn ToSql))
-                    .collect()
-            })?;
-        }
-        let mut tags: Vec<(&TagCell<'a>, &Sums)> = self.tags.iter().collect();
-        tags.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        TAGS_SQL.add_all(conn, tags.into_iter(), |k| vec![&k.0, &k.1, &k.2, &k.3])?;
-        Ok(())
-    }
-}
-
-/// Sums base cells into `table`'s cells.
-fn derive<'a>(
-    table: &RollupTable,
-    events: &BTreeMap<EventCell<'a>, Sums>,
-) -> BTreeMap<(i64, Vec<&'a str>), Sums> {
-    let mut out: BTreeMap<(i64, Vec<&'a str>), Sums> = BTreeMap::new();
-    for (&(hour, user, provider, model, status), s) in events {
-        let keys = table
-            .keys
-            .iter()
-            .map(|k| match *k {
-                "user_id" => user,
-                "provider" => provider,
-                "model_key" => model,
-                _ => status,
-            })
-            .collect();
-        out.entry((floor_to(hour, table.step_ms), keys))
-            .or_default()
-            .add(s, 1);
-    }
-    out
+    let tags = deltas.tags();
+    TAGS_SQL.add_all(conn, tags.iter().map(|(k, s)| (k, s)), |k| {
+        vec![&k.0, &k.1, &k.2, &k.3]
+    })?;
+    Ok(())
 }
 
 /// Inserts a batch in one write transaction; per event, true when it was new.
@@ -229,7 +166,7 @@ pub(super) fn insert_rows(tx: &Connection, rows: &[EventRow<'_>]) -> Result<Vec<
         inserted.push(new);
     }
     ids::add(tx, &mut pairs)?;
-    deltas.apply(tx)?;
+    apply(&deltas, tx)?;
     counters::add_events(tx, &new_rows)?;
     let seqs = pairs.iter().map(|&(_, seq)| seq);
     if let (Some(first), Some(last)) = (seqs.clone().min(), seqs.max()) {

@@ -11,6 +11,12 @@
 
 use usage_core::query::{Dimension, Filter};
 
+mod deltas;
+mod sums;
+
+pub(crate) use deltas::{Deltas, derive};
+pub(crate) use sums::{Sums, int, nanos};
+
 pub(crate) const HOUR_MS: i64 = 3_600_000;
 pub(crate) const DAY_MS: i64 = 86_400_000;
 
