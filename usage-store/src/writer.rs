@@ -6,7 +6,9 @@
 //!
 //! Writes run one at a time, or as many at once as the store says it can use
 //! ([`Store::concurrent_inserts`]: two on PostgreSQL). A flush waits for every write running
-//! before it, so it still reports on everything queued before it.
+//! before it, so it still reports on everything queued before it. An id queued twice is
+//! stored once either way; with two writes at once, the copy stored is the one whose batch
+//! commits first, not always the one queued first.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -204,22 +204,19 @@ struct Cells<'a> {
 }
 
 impl<'a> Cells<'a> {
-    fn new<'c>(
+    fn new<'s, K: AsRef<[&'a str]>>(
         key_count: usize,
-        cells: impl Iterator<Item = (i64, &'c [&'a str], &'c Sums)>,
-    ) -> Self
-    where
-        'a: 'c,
-    {
+        cells: impl IntoIterator<Item = (i64, K, &'s Sums)>,
+    ) -> Self {
         let mut out = Cells {
             periods: Vec::new(),
             keys: vec![Vec::new(); key_count],
             sums: vec![Vec::new(); SUM_COLUMNS.len()],
         };
-        for (period, keys, sums) in cells.filter(|c| !c.2.is_zero()) {
+        for (period, keys, sums) in cells.into_iter().filter(|c| !c.2.is_zero()) {
             out.periods.push(period);
-            for (col, k) in out.keys.iter_mut().zip(keys) {
-                col.push(k);
+            for (col, k) in out.keys.iter_mut().zip(keys.as_ref()) {
+                col.push(*k);
             }
             for (col, v) in out.sums.iter_mut().zip(sums.0) {
                 col.push(v);
@@ -322,32 +319,19 @@ pub(super) async fn apply(
     let events = deltas.events();
     let base = Cells::new(
         EVENT_KEYS.len(),
-        events
-            .iter()
-            .map(|(k, s)| (k.0, [k.1, k.2, k.3, k.4], s))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|(p, k, s)| (*p, &k[..], *s)),
+        events.iter().map(|(k, s)| (k.0, [k.1, k.2, k.3, k.4], s)),
     );
     let tags = deltas.tags();
     let tag_cells = Cells::new(
         TAG_KEYS.len(),
-        tags.iter()
-            .map(|(k, s)| (k.0, [k.1, k.2, k.3], s))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|(p, k, s)| (*p, &k[..], *s)),
+        tags.iter().map(|(k, s)| (k.0, [k.1, k.2, k.3], s)),
     );
     let sql = if derived { &APPLY_ALL } else { &APPLY_BASE };
     let mut q = tag_cells.bind(base.bind(sqlx::query(sql.as_str())));
     if derived {
         for t in &DERIVED {
             let cells = derive(t, &events);
-            q = Cells::new(
-                t.keys.len(),
-                cells.iter().map(|((p, k), s)| (*p, &k[..], s)),
-            )
-            .bind(q);
+            q = Cells::new(t.keys.len(), cells.iter().map(|((p, k), s)| (*p, k, s))).bind(q);
         }
     }
     q.execute(&mut *conn)
