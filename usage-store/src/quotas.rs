@@ -500,3 +500,29 @@ impl Tracker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::AlertsSeen;
+
+    /// A window's alerts are remembered per quota and threshold; the quota's next window
+    /// starts with none, so its thresholds fire again.
+    #[test]
+    fn a_new_window_starts_with_no_alerts_seen() {
+        let at = |s: &str| s.parse().expect("instant");
+        let (nov, dec) = (at("2026-11-01T00:00:00Z"), at("2026-12-01T00:00:00Z"));
+        let seen = AlertsSeen::default();
+        seen.insert("q", nov, "warning");
+        assert!(seen.contains("q", nov, "warning"));
+        assert!(!seen.contains("q", nov, "blocked"));
+        assert!(!seen.contains("q", dec, "warning"));
+        assert!(!seen.contains("other", nov, "warning"));
+        seen.insert("q", dec, "blocked");
+        assert!(seen.contains("q", dec, "blocked"));
+        assert!(!seen.contains("q", dec, "warning"));
+        assert!(
+            !seen.contains("q", nov, "warning"),
+            "one window per quota is kept"
+        );
+    }
+}
