@@ -243,12 +243,12 @@ impl<'a> Cells<'a> {
     }
 }
 
-/// `name AS (INSERT … SELECT * FROM UNNEST(arrays) ORDER BY keys ON CONFLICT … DO UPDATE)`:
+/// `up_TABLE AS (INSERT … SELECT * FROM UNNEST(arrays) ORDER BY keys ON CONFLICT … DO UPDATE)`:
 /// adds bound cells (parameters from `$first`: the period, each key, the 21 sums) to `table`.
 /// Sorted by the server, in the collation every insert locks cells in, so that these
 /// upserts and the statement inserts of other writers wait for each other rather than
 /// deadlock.
-fn upsert_sql(name: &str, table: &str, time_col: &str, keys: &[&str], first: usize) -> String {
+fn upsert_sql(table: &str, time_col: &str, keys: &[&str], first: usize) -> String {
     let cols: Vec<&str> = std::iter::once(time_col)
         .chain(keys.iter().copied())
         .chain(SUM_COLUMNS)
@@ -271,7 +271,7 @@ fn upsert_sql(name: &str, table: &str, time_col: &str, keys: &[&str], first: usi
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "{name} AS (INSERT INTO {table} ({cols}) SELECT * FROM UNNEST({params}) AS u({cols}) \
+        "up_{table} AS (INSERT INTO {table} ({cols}) SELECT * FROM UNNEST({params}) AS u({cols}) \
          ORDER BY {order} ON CONFLICT ({key_cols}) DO UPDATE SET {sets})",
         cols = cols.join(", "),
         params = params.join(", "),
@@ -280,28 +280,27 @@ fn upsert_sql(name: &str, table: &str, time_col: &str, keys: &[&str], first: usi
 }
 
 const TAG_KEYS: [&str; 3] = ["key", "value", "user_id"];
-const EVENT_KEYS: [&str; 4] = ["user_id", "provider", "model_key", "status"];
 
 /// One statement adding a batch's [`Deltas`] to `rollup_events` and `rollup_tags`, and with
 /// `derived` to the four tables summed from `rollup_events` as well.
 fn apply_sql(derived: bool) -> String {
-    let mut ctes = vec![
-        upsert_sql("up_events", EVENTS.name, EVENTS.time_col, &EVENT_KEYS, 1),
-        upsert_sql("up_tags", "rollup_tags", "hour_ms", &TAG_KEYS, 27),
+    let mut tables = vec![
+        (EVENTS.name, EVENTS.time_col, EVENTS.keys),
+        ("rollup_tags", "hour_ms", &TAG_KEYS[..]),
     ];
-    let mut first = 27 + 1 + TAG_KEYS.len() + SUM_COLUMNS.len();
     if derived {
-        for t in &DERIVED {
-            ctes.push(upsert_sql(
-                &format!("up_{}", t.name),
-                t.name,
-                t.time_col,
-                t.keys,
-                first,
-            ));
-            first += 1 + t.keys.len() + SUM_COLUMNS.len();
-        }
+        tables.extend(DERIVED.iter().map(|t| (t.name, t.time_col, t.keys)));
     }
+    // Each table's parameters follow the previous table's: its period, its keys, its sums.
+    let mut first = 1;
+    let ctes: Vec<String> = tables
+        .into_iter()
+        .map(|(table, time_col, keys)| {
+            let sql = upsert_sql(table, time_col, keys, first);
+            first += 1 + keys.len() + SUM_COLUMNS.len();
+            sql
+        })
+        .collect();
     format!("WITH {} SELECT 1", ctes.join(", "))
 }
 
@@ -318,7 +317,7 @@ pub(super) async fn apply(
 ) -> Result<()> {
     let events = deltas.events();
     let base = Cells::new(
-        EVENT_KEYS.len(),
+        EVENTS.keys.len(),
         events.iter().map(|(k, s)| (k.0, [k.1, k.2, k.3, k.4], s)),
     );
     let tags = deltas.tags();
