@@ -209,6 +209,18 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
+            // A pooled connection is checked (a `Sync` round trip) only when it has sat idle
+            // long enough for the server or a proxy to have dropped it. sqlx's default checks
+            // every acquire, which on loopback added ~0.3 ms to each `record`: a third of it.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE_AFTER {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 let session = session.clone();
                 Box::pin(async move {
@@ -256,6 +268,9 @@ impl PgStore {
         }
     }
 }
+
+/// How long a pooled connection may sit idle before it is checked again when taken.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 fn ms_to_time(ms: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms).ok_or_else(|| {

@@ -308,6 +308,49 @@ async fn session_settings_apply_to_every_pooled_connection() {
 }
 
 #[tokio::test]
+async fn connections_the_server_dropped_while_idle_are_replaced() {
+    let Some(db) = TestDb::new() else { return };
+    let opts = PgOptions::default().schema(&db.schema).max_connections(2);
+    let s = PgStore::connect(&db.url, opts).await.unwrap();
+    // Both pooled connections open and idle.
+    let (mut a, mut b) = (
+        s.pool.acquire().await.unwrap(),
+        s.pool.acquire().await.unwrap(),
+    );
+    let mut pids = Vec::new();
+    for conn in [&mut a, &mut b] {
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut **conn)
+            .await
+            .unwrap();
+        pids.push(pid);
+    }
+    drop((a, b));
+    // The server (a restart, an idle timeout, a proxy) drops them.
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    for pid in &pids {
+        let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert!(killed);
+    }
+    tokio::time::sleep(super::PING_IDLE_AFTER + Duration::from_millis(200)).await;
+    // Each is checked when taken, found dead and replaced: no call fails.
+    for i in 0..4 {
+        let e = event(&format!("after-drop-{i}"), at("2026-03-01T10:00:00Z"));
+        assert_eq!(s.insert(&[e]).await.unwrap(), vec![true]);
+    }
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert!(!pids.contains(&pid));
+}
+
+#[tokio::test]
 async fn duplicate_ids_count_once_in_events_and_rollups() {
     let Some(db) = TestDb::new() else { return };
     let s = db.open().await;
