@@ -3,6 +3,7 @@
 //! `Totals::of` exactly; every value (tag keys included) is a bind parameter.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 
 use rust_decimal::Decimal;
 use sqlx::postgres::{PgArguments, PgExecutor, PgPool, PgRow, Postgres};
@@ -286,17 +287,41 @@ pub(super) struct HeldAt<'a> {
     pub(super) now_ms: i64,
 }
 
+/// Zeros in place of the 21 sums [`totals_from_row`] reads, for the rows of a [`used_and_held`]
+/// statement that carry no usage.
+static ZERO_SUMS: LazyLock<String> = LazyLock::new(|| ["0::BIGINT"; 21].join(", "));
+
+/// A reservation to store in the statement that reads what it is checked against: its id,
+/// when it was made and expires (ms), and one amount per quota (exact decimal text).
+pub(super) struct NewReservation<'a> {
+    pub(super) id: &'a str,
+    pub(super) created_ms: i64,
+    pub(super) expires_ms: i64,
+    pub(super) holds: &'a [(String, String)],
+}
+
+/// What [`used_and_held`] read: each quota's usage, the outstanding holds per quota id, and
+/// whether the reservation asked for was stored (false when its id was already taken).
+pub(super) struct UsedAndHeld {
+    pub(super) used: Vec<Decimal>,
+    pub(super) held: HashMap<String, Decimal>,
+    pub(super) stored: bool,
+}
+
 /// The recorded usage of each quota over its range, summing only the columns its metric
 /// needs, and (when asked) the outstanding holds on quotas, in ONE statement: a UNION ALL of
 /// every quota's requests, each row tagged with its quota's index, and of the holds' sums
 /// (tagged -1, with their quota id). One round trip and one snapshot, so a commit landing in
 /// between can never be counted twice or missed. Runs on a pool, or inside a reservation's
-/// transaction.
+/// transaction, where `insert` stores the reservation and its holds in the same statement
+/// (a row tagged -2 says it was stored): the reads do not see them (one snapshot), and the
+/// caller rolls the transaction back when a quota refuses it.
 pub(super) async fn used_and_held<'e>(
     db: impl PgExecutor<'e>,
     quotas: &[(&Quota, TimeRange)],
     held: Option<HeldAt<'_>>,
-) -> Result<(Vec<Decimal>, HashMap<String, Decimal>)> {
+    insert: Option<NewReservation<'_>>,
+) -> Result<UsedAndHeld> {
     let mut binds = Vec::new();
     let mut parts = Vec::new();
     for (i, (quota, range)) in quotas.iter().enumerate() {
@@ -340,22 +365,56 @@ pub(super) async fn used_and_held<'e>(
         parts.push(format!(
             "SELECT -1, quota_id, SUM(amount)::text, {} FROM holds \
              WHERE quota_id IN ({ids}) AND active AND expires_at_ms > {now} GROUP BY quota_id",
-            ["0::BIGINT"; 21].join(", ")
+            *ZERO_SUMS
         ));
     }
-    let mut used = vec![Decimal::ZERO; quotas.len()];
-    let mut held = HashMap::new();
+    let mut with = String::new();
+    if let Some(r) = insert {
+        let (id, created, expires) = (q.text(r.id), q.int(r.created_ms), q.int(r.expires_ms));
+        with = format!(
+            "WITH r AS (INSERT INTO reservations (id, state, created_at_ms, expires_at_ms) \
+             VALUES ({id}, 'held', {created}, {expires}) ON CONFLICT (id) DO NOTHING RETURNING id)"
+        );
+        if !r.holds.is_empty() {
+            let values = r
+                .holds
+                .iter()
+                .map(|(quota, amount)| format!("({}, {})", q.text(quota), q.text(amount)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            with.push_str(&format!(
+                ", h AS (INSERT INTO holds (reservation_id, quota_id, amount, expires_at_ms, active) \
+                 SELECT r.id, v.quota_id, v.amount::numeric, {expires}, TRUE \
+                 FROM r CROSS JOIN (VALUES {values}) AS v(quota_id, amount))"
+            ));
+        }
+        with.push(' ');
+        parts.push(format!(
+            "SELECT -2, NULL::text, NULL::text, {} FROM r",
+            *ZERO_SUMS
+        ));
+    }
+    let mut out = UsedAndHeld {
+        used: vec![Decimal::ZERO; quotas.len()],
+        held: HashMap::new(),
+        stored: false,
+    };
     if parts.is_empty() {
-        return Ok((used, held));
+        return Ok(out);
     }
     let rows = q
-        .into_query(parts.join(" UNION ALL "))
+        .into_query(format!("{with}{}", parts.join(" UNION ALL ")))
         .fetch_all(db)
         .await
         .map_err(db_err("used"))?;
     let read = |e| Error::store(BACKEND, "read", e);
+    let (used, held) = (&mut out.used, &mut out.held);
     for row in &rows {
         let i: i32 = row.try_get(0).map_err(read)?;
+        if i == -2 {
+            out.stored = true;
+            continue;
+        }
         if i < 0 {
             let id: String = row.try_get(1).map_err(read)?;
             let sum: String = row.try_get(2).map_err(read)?;
@@ -385,7 +444,7 @@ pub(super) async fn used_and_held<'e>(
                 )
             })?;
     }
-    Ok((used, held))
+    Ok(out)
 }
 
 pub(super) async fn aggregate(pool: &PgPool, req: &AggregateRequest) -> Result<Vec<AggregateRow>> {

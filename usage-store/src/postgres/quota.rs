@@ -38,16 +38,6 @@ fn lock_sql(ids: &str) -> String {
 /// Locks the quota ids bound as `$1` (a text array).
 static LOCK_IDS: LazyLock<String> = LazyLock::new(|| lock_sql("unnest($1::text[]) AS u(id)"));
 
-/// Locks the quota ids bound as `$1`, then says whether reservation `$2` exists (one round
-/// trip; one that commits meanwhile is caught by the insert's ON CONFLICT).
-static LOCK_IDS_AND_CHECK: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT EXISTS (SELECT 1 FROM reservations WHERE id = $2) \
-         FROM (SELECT count(*) FROM ({}) AS l) AS locked",
-        lock_sql("unnest($1::text[]) AS u(id)")
-    )
-});
-
 /// Commits a reservation in ONE statement (one round trip, atomic without an explicit
 /// transaction). Parameters: the event arrays ([`insert::Batch::bind`]), then the reservation
 /// id and the time (ms).
@@ -83,17 +73,6 @@ static COMMIT: LazyLock<String> = LazyLock::new(|| {
 const HELD: &str = "SELECT quota_id, SUM(amount)::text FROM holds \
                     WHERE quota_id = ANY($1::text[]) AND active AND expires_at_ms > $2 \
                     GROUP BY quota_id";
-
-/// The reservation and its holds, in one statement. Nothing is inserted when the id exists
-/// (a reserve racing on the same id), and no row is returned.
-const INSERT_RESERVATION: &str = "WITH r AS ( \
-         INSERT INTO reservations (id, state, created_at_ms, expires_at_ms) \
-         VALUES ($1, 'held', $2, $3) ON CONFLICT (id) DO NOTHING RETURNING id), \
-     h AS ( \
-         INSERT INTO holds (reservation_id, quota_id, amount, expires_at_ms, active) \
-         SELECT r.id, u.quota_id, u.amount::numeric, $3, TRUE \
-         FROM r CROSS JOIN unnest($4::text[], $5::text[]) AS u(quota_id, amount)) \
-     SELECT id FROM r";
 
 /// Moves reservation `$1` from held to released (at `$2` ms) and drops its holds, in one
 /// statement (no transaction needed); says whether it did, and whether the reservation existed
@@ -260,7 +239,8 @@ async fn delete_in(db: &mut PgConnection, id: &str) -> Result<bool> {
     Ok(deleted)
 }
 
-/// `reserve`'s transaction.
+/// `reserve`'s transaction: the quotas locked; then, in one statement, their usage and
+/// holds read and the reservation stored; then a commit, or a rollback when a quota refuses.
 async fn reserve_in(db: &mut PgConnection, req: &ReserveRequest) -> Result<Reservation> {
     const OP: &str = "reserve";
     let mut ids: Vec<String> = req.holds.iter().map(|h| h.quota.id.clone()).collect();
@@ -268,31 +248,52 @@ async fn reserve_in(db: &mut PgConnection, req: &ReserveRequest) -> Result<Reser
     ids.dedup();
     // Locks first: usage and holds are read after every reserve or commit on these quotas that
     // got there before has committed, and nothing on them changes until this one is done.
-    let taken: bool = sqlx::query_scalar(LOCK_IDS_AND_CHECK.as_str())
-        .bind(&ids)
-        .bind(&req.id)
-        .fetch_one(&mut *db)
-        .await
-        .map_err(db_err(OP))?;
-    let taken_err = || Error::argument("reservation", format!("`{}` already exists", req.id));
-    if taken {
-        return Err(taken_err());
+    lock_quotas(&mut *db, &ids, OP).await?;
+    // One row per quota: a quota named twice holds the sum (as the memory store counts both
+    // of its holds).
+    let mut amounts: Vec<(String, Decimal)> = Vec::with_capacity(ids.len());
+    for h in &req.holds {
+        match amounts.iter_mut().find(|(q, _)| *q == h.quota.id) {
+            Some((_, a)) => {
+                *a = a
+                    .checked_add(h.amount)
+                    .ok_or_else(|| overflow(&h.quota.id))?
+            }
+            None => amounts.push((h.quota.id.clone(), h.amount)),
+        }
     }
-    // Usage and holds in one statement, so in one snapshot: a commit that took no lock (an
-    // older build's) is counted once, as its hold or as its events.
+    let amounts: Vec<(String, String)> = amounts
+        .into_iter()
+        .map(|(q, a)| (q, a.to_string()))
+        .collect();
+    // Usage and holds in one statement, so in one snapshot (a commit that took no lock, an
+    // older build's, is counted once, as its hold or as its events), which also stores the
+    // reservation: its own holds are not in that snapshot.
     let ranges: Vec<(&Quota, TimeRange)> = req.holds.iter().map(|h| (&h.quota, h.range)).collect();
-    let (used, held) = query::used_and_held(
+    let read = query::used_and_held(
         &mut *db,
         &ranges,
         Some(query::HeldAt {
             ids: &ids,
             now_ms: req.now.timestamp_millis(),
         }),
+        Some(query::NewReservation {
+            id: &req.id,
+            created_ms: req.now.timestamp_millis(),
+            expires_ms: ceil_ms(req.expires_at),
+            holds: &amounts,
+        }),
     )
     .await?;
+    if !read.stored {
+        return Err(Error::argument(
+            "reservation",
+            format!("`{}` already exists", req.id),
+        ));
+    }
     let mut uses = Vec::with_capacity(req.holds.len());
-    for (h, used) in req.holds.iter().zip(used) {
-        let held = held.get(&h.quota.id).copied().unwrap_or_default();
+    for (h, used) in req.holds.iter().zip(read.used) {
+        let held = read.held.get(&h.quota.id).copied().unwrap_or_default();
         let used_held = used
             .checked_add(held)
             .ok_or_else(|| overflow(&h.quota.id))?;
@@ -300,6 +301,7 @@ async fn reserve_in(db: &mut PgConnection, req: &ReserveRequest) -> Result<Reser
             .checked_add(h.amount)
             .ok_or_else(|| overflow(&h.quota.id))?;
         if h.quota.hard && total > h.quota.limit {
+            // The caller rolls back: nothing of this reservation stays stored.
             return Err(Error::QuotaExceeded {
                 quota: h.quota.id.clone(),
                 limit: h.quota.limit,
@@ -314,34 +316,6 @@ async fn reserve_in(db: &mut PgConnection, req: &ReserveRequest) -> Result<Reser
             requested: h.amount,
             limit: h.quota.limit,
         });
-    }
-    // One row per quota: a quota named twice holds the sum (as the memory store counts both
-    // of its holds).
-    let mut amounts: Vec<(String, Decimal)> = Vec::with_capacity(ids.len());
-    for h in &req.holds {
-        match amounts.iter_mut().find(|(q, _)| *q == h.quota.id) {
-            Some((_, a)) => {
-                *a = a
-                    .checked_add(h.amount)
-                    .ok_or_else(|| overflow(&h.quota.id))?
-            }
-            None => amounts.push((h.quota.id.clone(), h.amount)),
-        }
-    }
-    let (quota_ids, amounts): (Vec<String>, Vec<String>) =
-        amounts.into_iter().map(|(q, a)| (q, a.to_string())).unzip();
-    let inserted = sqlx::query(INSERT_RESERVATION)
-        .bind(&req.id)
-        .bind(req.now.timestamp_millis())
-        .bind(ceil_ms(req.expires_at))
-        .bind(quota_ids)
-        .bind(amounts)
-        .fetch_optional(&mut *db)
-        .await
-        .map_err(db_err(OP))?;
-    if inserted.is_none() {
-        // Another reserve with this id committed since the check above.
-        return Err(taken_err());
     }
     Ok(Reservation {
         id: req.id.clone(),
@@ -437,9 +411,11 @@ impl QuotaStore for PgStore {
 
     async fn used(&self, quotas: &[(Quota, TimeRange)]) -> Result<Vec<Decimal>> {
         let quotas: Vec<(&Quota, TimeRange)> = quotas.iter().map(|(q, r)| (q, *r)).collect();
-        Ok(query::used_and_held(self.pool("used")?, &quotas, None)
-            .await?
-            .0)
+        Ok(
+            query::used_and_held(self.pool("used")?, &quotas, None, None)
+                .await?
+                .used,
+        )
     }
 
     async fn held(&self, quota_id: &str, now: DateTime<Utc>) -> Result<Decimal> {
