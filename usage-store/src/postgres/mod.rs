@@ -51,7 +51,9 @@ const CONCURRENT_INSERTS: usize = 2;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PgOptions {
-    /// Most connections the pool opens (default 10).
+    /// Most connections the pool opens (default 10). A pooled connection that has sat idle
+    /// for a second or more is checked before use and replaced if the server dropped it; one
+    /// dropped sooner fails the one call that takes it, and is then replaced.
     pub max_connections: u32,
     /// A schema to keep the tables in (created when missing); `public` (the server's
     /// `search_path`) when absent. `?schema=NAME` in the URL does the same. Must match
