@@ -287,9 +287,9 @@ pub(super) struct HeldAt<'a> {
     pub(super) now_ms: i64,
 }
 
-/// Zeros in place of the 21 sums [`totals_from_row`] reads, for the rows of a [`used_and_held`]
+/// Zeros in place of every sum [`totals_from_row`] reads, for the rows of a [`used_and_held`]
 /// statement that carry no usage.
-static ZERO_SUMS: LazyLock<String> = LazyLock::new(|| ["0::BIGINT"; 21].join(", "));
+static ZERO_SUMS: LazyLock<String> = LazyLock::new(|| only_sums(&ROLLUP_SUM_EXPRS, &[]));
 
 /// A reservation to store in the statement that reads what it is checked against: its id,
 /// when it was made and expires (ms), and one amount per quota (exact decimal text).
