@@ -213,7 +213,8 @@ impl PgStore {
             .acquire_timeout(options.acquire_timeout)
             // A pooled connection is checked (a `Sync` round trip) only when it has sat idle
             // long enough for the server or a proxy to have dropped it. sqlx's default checks
-            // every acquire, which on loopback added ~0.3 ms to each `record`: a third of it.
+            // every acquire: on a busy loopback that cost `quota_status`, which takes a
+            // connection per read, a third of its time (benches/README.md, session 10).
             .test_before_acquire(false)
             .before_acquire(|conn, meta| {
                 Box::pin(async move {
