@@ -10,7 +10,7 @@
 //! Options: `--only LIST` (comma-separated: summary, timeseries, breakdown, top, ratio, quota,
 //! write, record, export; default all), `--budget-secs N` (time spent repeating one measurement,
 //! default 10), `--batches N` (1,000-event batches written, default 40), `--records N` (single
-//! records, default 400), `--now RFC3339` (the instant the 30- and 90-day reports end at; default
+//! records, default 400), `--cycles N` (reserve + commit cycles timed, default 100), `--now RFC3339` (the instant the 30- and 90-day reports end at; default
 //! now: set it to the data set's end to measure a store generated earlier, or a partial one).
 //!
 //! Reads run first on a warm cache, then the writes (which add fresh events at the current
@@ -391,7 +391,7 @@ impl Bench {
     /// Quotas on the heavy user: `quota_status` with three applicable quotas (their usage
     /// and a forecast each), and a `reserve` + `commit` cycle against them. The quotas are
     /// deleted afterwards, so later writes are not slowed by alert checks.
-    async fn quotas(&mut self) -> usage_core::Result<()> {
+    async fn quotas(&mut self, cycles: usize) -> usage_core::Result<()> {
         let user = dataset::heavy_user();
         let ids = ["bench-user-month", "bench-user-day", "bench-global-month"];
         let quotas = [
@@ -439,7 +439,7 @@ impl Bench {
         let mut maker = EventMaker::new(seed, "bench-quota", Utc::now());
         let estimate = Estimate::new(Default::default(), "0.05".parse().expect("usd"));
         let mut samples = Vec::new();
-        for i in 0..120 {
+        for i in 0..cycles + 20 {
             let mut e = maker.event(Utc::now());
             e.user_id = Some(user.clone());
             let started = Instant::now();
@@ -637,7 +637,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         b.ratio().await?;
     }
     if wants("quota") {
-        b.quotas().await?;
+        b.quotas(args.num("cycles", 100)?).await?;
     }
     if wants("write") {
         b.write(args.num("batches", 40)?).await?;

@@ -45,45 +45,70 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> rusqlite::Result<T> {
     serde_json::from_str(s).map_err(bad_text)
 }
 
-fn reservation_state(conn: &Connection, id: &str) -> Result<ReservationState, Fail> {
-    let s: Option<String> = conn
-        .prepare_cached("SELECT state FROM reservations WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
+/// A stored reservation: its state, and what finishing it needs to find its holds.
+struct Stored {
+    state: ReservationState,
+    expires: (i64, i64),
+    quota_ids: String,
+}
+
+fn stored_reservation(conn: &Connection, id: &str) -> Result<Stored, Fail> {
+    let row: Option<(String, i64, i64, String)> = conn
+        .prepare_cached(
+            "SELECT state, expires_at_ms, expires_at_frac_ns, quota_ids FROM reservations
+             WHERE id = ?1",
+        )?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?;
-    match s.as_deref() {
-        None => Err(Error::NotFound {
+    let Some((state, exp_ms, exp_ns, quota_ids)) = row else {
+        return Err(Error::NotFound {
             kind: "reservation",
             id: id.to_owned(),
         }
-        .into()),
-        Some("held") => Ok(ReservationState::Held),
-        Some("committed") => Ok(ReservationState::Committed),
-        Some("released") => Ok(ReservationState::Released),
-        Some(other) => Err(Fail::Sql(bad_text(Error::argument(
-            "reservations.state",
-            format!("`{other}` is not a reservation state"),
-        )))),
-    }
+        .into());
+    };
+    let state = match state.as_str() {
+        "held" => ReservationState::Held,
+        "committed" => ReservationState::Committed,
+        "released" => ReservationState::Released,
+        other => {
+            return Err(Fail::Sql(bad_text(Error::argument(
+                "reservations.state",
+                format!("`{other}` is not a reservation state"),
+            ))));
+        }
+    };
+    Ok(Stored {
+        state,
+        expires: (exp_ms, exp_ns),
+        quota_ids,
+    })
 }
 
-/// Marks a held reservation committed or released and drops its holds.
-fn finish(conn: &Connection, id: &str, to: ReservationState) -> Result<(), Fail> {
+/// Marks a held reservation committed or released and deletes its holds, each by its key.
+fn finish(conn: &Connection, id: &str, r: &Stored, to: ReservationState) -> Result<(), Fail> {
     conn.prepare_cached(
         "UPDATE reservations SET state = ?2, finished_at_ms = ?3 WHERE id = ?1 AND state = 'held'",
     )?
     .execute(params![id, state_name(to), ms(Utc::now())])?;
-    conn.prepare_cached("UPDATE holds SET active = 0 WHERE reservation_id = ?1 AND active = 1")?
-        .execute([id])?;
+    let quota_ids: Vec<String> = from_json(&r.quota_ids)?;
+    let mut delete = conn.prepare_cached(
+        "DELETE FROM holds WHERE quota_id = ?1 AND expires_at_ms = ?2
+         AND expires_at_frac_ns = ?3 AND reservation_id = ?4",
+    )?;
+    for quota_id in &quota_ids {
+        delete.execute(params![quota_id, r.expires.0, r.expires.1, id])?;
+    }
     Ok(())
 }
 
-/// The outstanding holds on a quota at `now`: active and expiring after `now`. Saturates
+/// The outstanding holds on a quota at `now`: those expiring after `now`. Saturates
 /// rather than overflowing, so an absurd sum refuses hard reservations instead of panicking.
 fn held_on(conn: &Connection, quota_id: &str, now: DateTime<Utc>) -> Result<Decimal, Fail> {
     let (now_ms, now_ns) = split(now);
     // The first condition bounds the index range; the second makes the comparison exact.
     let mut stmt = conn.prepare_cached(
-        "SELECT amount FROM holds WHERE quota_id = ?1 AND active = 1 AND expires_at_ms >= ?2
+        "SELECT amount FROM holds WHERE quota_id = ?1 AND expires_at_ms >= ?2
          AND (expires_at_ms > ?2 OR expires_at_frac_ns > ?3)",
     )?;
     let mut rows = stmt.query(params![quota_id, now_ms, now_ns])?;
@@ -97,17 +122,39 @@ fn held_on(conn: &Connection, quota_id: &str, now: DateTime<Utc>) -> Result<Deci
 }
 
 fn reserve(conn: &mut Connection, req: &ReserveRequest) -> Result<Reservation, Fail> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if tx
-        .prepare_cached("SELECT 1 FROM reservations WHERE id = ?1")?
-        .exists([&req.id])?
-    {
-        return Err(Error::argument("reservation", format!("`{}` already exists", req.id)).into());
+    // A request may name one quota twice: each hold is checked on its own (as the memory
+    // store does), and they are stored as one row holding their sum.
+    let mut merged: Vec<(&str, Decimal)> = Vec::with_capacity(req.holds.len());
+    for h in &req.holds {
+        match merged.iter_mut().find(|(q, _)| *q == h.quota.id) {
+            Some((_, a)) => *a = a.saturating_add(h.amount),
+            None => merged.push((&h.quota.id, h.amount)),
+        }
     }
+    let quota_ids = to_json(&merged.iter().map(|(q, _)| q).collect::<Vec<_>>())?;
+    let (exp_ms, exp_ns) = split(req.expires_at);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Stored first, so that a taken id is refused by its key; a refusal below rolls it back.
+    let stored = tx
+        .prepare_cached(
+            "INSERT INTO reservations (id, state, created_at_ms, expires_at_ms, expires_at_frac_ns, quota_ids)
+             VALUES (?1, 'held', ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![req.id, ms(req.now), exp_ms, exp_ns, quota_ids]);
+    match stored {
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            return Err(
+                Error::argument("reservation", format!("`{}` already exists", req.id)).into(),
+            );
+        }
+        other => other?,
+    };
     let mut uses = Vec::with_capacity(req.holds.len());
     for h in &req.holds {
         let used = counters::used_for_update(&tx, &h.quota, h.range)?;
-        // The reservation is not stored yet, so every active hold is another reservation's.
+        // This reservation's holds are not stored yet, so every hold is another's.
         let held = held_on(&tx, &h.quota.id, req.now)?;
         let taken = used.saturating_add(held);
         let over = taken
@@ -131,33 +178,18 @@ fn reserve(conn: &mut Connection, req: &ReserveRequest) -> Result<Reservation, F
             limit: h.quota.limit,
         });
     }
-    let (exp_ms, exp_ns) = split(req.expires_at);
-    tx.prepare_cached(
-        "INSERT INTO reservations (id, state, created_at_ms, expires_at_ms, expires_at_frac_ns)
-         VALUES (?1, 'held', ?2, ?3, ?4)",
-    )?
-    .execute(params![req.id, ms(req.now), exp_ms, exp_ns])?;
-    // A request may name one quota twice: each hold was checked on its own (as the memory
-    // store does), and they are stored as one row holding their sum.
-    let mut merged: Vec<(&str, Decimal)> = Vec::with_capacity(req.holds.len());
-    for h in &req.holds {
-        match merged.iter_mut().find(|(q, _)| *q == h.quota.id) {
-            Some((_, a)) => *a = a.saturating_add(h.amount),
-            None => merged.push((&h.quota.id, h.amount)),
-        }
-    }
     {
         let mut ins = tx.prepare_cached(
-            "INSERT INTO holds (reservation_id, quota_id, amount, expires_at_ms, expires_at_frac_ns, active)
-             VALUES (?1, ?2, ?3, ?4, ?5, 1)",
+            "INSERT INTO holds (quota_id, expires_at_ms, expires_at_frac_ns, reservation_id, amount)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         for (quota_id, amount) in &merged {
             ins.execute(params![
-                req.id,
                 quota_id,
-                amount.to_string(),
                 exp_ms,
-                exp_ns
+                exp_ns,
+                req.id,
+                amount.to_string()
             ])?;
         }
     }
@@ -171,7 +203,8 @@ fn reserve(conn: &mut Connection, req: &ReserveRequest) -> Result<Reservation, F
 
 fn commit(conn: &mut Connection, id: &str, events: &[UsageEvent]) -> Result<Vec<bool>, Fail> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    match reservation_state(&tx, id)? {
+    let stored = stored_reservation(&tx, id)?;
+    match stored.state {
         ReservationState::Committed => Ok(vec![false; events.len()]),
         ReservationState::Released => Err(Error::argument(
             "reservation",
@@ -182,7 +215,7 @@ fn commit(conn: &mut Connection, id: &str, events: &[UsageEvent]) -> Result<Vec<
         ReservationState::Held => {
             let rows = write::event_rows(events)?;
             let inserted = write::insert_rows(&tx, &rows)?;
-            finish(&tx, id, ReservationState::Committed)?;
+            finish(&tx, id, &stored, ReservationState::Committed)?;
             tx.commit()?;
             Ok(inserted)
         }
@@ -191,16 +224,17 @@ fn commit(conn: &mut Connection, id: &str, events: &[UsageEvent]) -> Result<Vec<
 
 fn release(conn: &mut Connection, id: &str) -> Result<bool, Fail> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if reservation_state(&tx, id)? != ReservationState::Held {
+    let stored = stored_reservation(&tx, id)?;
+    if stored.state != ReservationState::Held {
         return Ok(false);
     }
-    finish(&tx, id, ReservationState::Released)?;
+    finish(&tx, id, &stored, ReservationState::Released)?;
     tx.commit()?;
     Ok(true)
 }
 
-/// Deletes a quota and, in the same transaction, deactivates its holds: "its outstanding
-/// holds stop counting". Holds are keyed by quota id only (a hold request carries its quota by
+/// Deletes a quota and, in the same transaction, its holds: "its outstanding holds stop
+/// counting". Holds are keyed by quota id only (a hold request carries its quota by
 /// value, and may name one that was never stored), so they are dropped here rather than
 /// filtered by a join on `quotas`: that would make holds on unstored quotas never count.
 /// Re-creating the quota does not bring the dropped holds back.
@@ -213,7 +247,7 @@ fn delete_quota(conn: &mut Connection, id: &str) -> Result<bool, Fail> {
     {
         return Ok(false);
     }
-    tx.prepare_cached("UPDATE holds SET active = 0 WHERE quota_id = ?1 AND active = 1")?
+    tx.prepare_cached("DELETE FROM holds WHERE quota_id = ?1")?
         .execute([id])?;
     counters::drop_quota(&tx, id)?;
     tx.commit()?;

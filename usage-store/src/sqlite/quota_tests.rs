@@ -731,10 +731,7 @@ async fn a_refused_reservation_writes_nothing() {
         .await
         .expect("fits");
     assert_eq!(ok.uses[1].used, dec("0.08"));
-    assert_eq!(
-        raw_count(db.path(), "SELECT COUNT(*) FROM holds WHERE active = 1"),
-        2
-    );
+    assert_eq!(raw_count(db.path(), "SELECT COUNT(*) FROM holds"), 2);
     store.close().await.expect("close");
 }
 
@@ -991,19 +988,30 @@ async fn quotas_are_validated_upserted_listed_and_deleted() {
     store.close().await.expect("close");
 }
 
+/// A file as a build at schema `version` left it: the migrations up to it applied (the id
+/// hash registered, as the writer does), `meta` and the application id set.
+fn file_at_version(path: &Path, version: i64) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).expect("create");
+    super::ids::register(&conn).expect("register");
+    for (_, sql) in super::schema::MIGRATIONS
+        .iter()
+        .filter(|(v, _)| *v <= version)
+    {
+        conn.execute_batch(sql).expect("migration");
+    }
+    conn.execute_batch(&format!(
+        "INSERT INTO meta (key, value) VALUES ('schema_version', '{version}');
+         PRAGMA application_id = {};",
+        super::APPLICATION_ID
+    ))
+    .expect("meta");
+    conn
+}
+
 #[tokio::test]
 async fn a_version_1_file_is_migrated_and_keeps_its_events() {
     let db = TempDb::new("v1");
-    {
-        let conn = rusqlite::Connection::open(db.path()).expect("create");
-        conn.execute_batch(include_str!("../../migrations/sqlite/0001_init.sql"))
-            .expect("0001");
-        conn.execute_batch(&format!(
-            "INSERT INTO meta (key, value) VALUES ('schema_version', '1'); PRAGMA application_id = {};",
-            super::APPLICATION_ID
-        ))
-        .expect("meta");
-    }
+    file_at_version(db.path(), 1);
     let store = open(db.path());
     store
         .insert(&[event("e", at(NOW), "u", 5)])
@@ -1031,7 +1039,7 @@ async fn a_version_1_file_is_migrated_and_keeps_its_events() {
         )
         .expect("version");
     assert_eq!(v, SCHEMA_VERSION.to_string());
-    assert_eq!(SCHEMA_VERSION, 5);
+    assert_eq!(SCHEMA_VERSION, 6);
 }
 
 /// Migration 5 replaces the unique index on event ids by id hashes: events stored before it
@@ -1044,20 +1052,7 @@ async fn migration_5_keeps_stored_ids_idempotent() {
         .map(|i| event(&format!("msg_old_{i}"), hour + Duration::hours(i), "u", 5))
         .collect();
     {
-        let conn = rusqlite::Connection::open(db.path()).expect("create");
-        for sql in [
-            include_str!("../../migrations/sqlite/0001_init.sql"),
-            include_str!("../../migrations/sqlite/0002_quotas.sql"),
-            include_str!("../../migrations/sqlite/0003_coarse_rollups.sql"),
-            include_str!("../../migrations/sqlite/0004_quota_counters.sql"),
-        ] {
-            conn.execute_batch(sql).expect("migration");
-        }
-        conn.execute_batch(&format!(
-            "INSERT INTO meta (key, value) VALUES ('schema_version', '4'); PRAGMA application_id = {};",
-            super::APPLICATION_ID
-        ))
-        .expect("meta");
+        let conn = file_at_version(db.path(), 4);
         let marks = (1..=super::codec::EVENT_COLS.len())
             .map(|i| format!("?{i}"))
             .collect::<Vec<_>>()
@@ -1119,25 +1114,78 @@ async fn migration_5_keeps_stored_ids_idempotent() {
     store.close().await.expect("close");
 }
 
+/// Migration 6 keeps every reservation as it was: a held one still holds what it held (and
+/// only on the quotas it still held), a committed one stays committed, a released one
+/// released.
+#[tokio::test]
+async fn migration_6_keeps_reservations_and_their_outstanding_holds() {
+    let db = TempDb::new("v5");
+    let now = at(NOW);
+    let (now_ms, exp_ms) = (now.timestamp_millis(), now.timestamp_millis() + 600_000);
+    {
+        let conn = file_at_version(db.path(), 5);
+        conn.execute_batch(&format!(
+            "INSERT INTO reservations VALUES
+                 ('held', 'held', {now_ms}, {exp_ms}, 5, NULL),
+                 ('done', 'committed', {now_ms}, {exp_ms}, 0, {now_ms}),
+                 ('dropped', 'released', {now_ms}, {exp_ms}, 0, {now_ms});
+             INSERT INTO holds VALUES
+                 ('held', 'a', '0.25', {exp_ms}, 5, 1),
+                 ('held', 'b', '3', {exp_ms}, 5, 1),
+                 ('held', 'gone', '7', {exp_ms}, 5, 0),
+                 ('done', 'a', '100', {exp_ms}, 0, 0),
+                 ('dropped', 'a', '100', {exp_ms}, 0, 0);"
+        ))
+        .expect("v5 rows");
+    }
+    let store = open(db.path());
+    let held = |q: &'static str| {
+        let store = &store;
+        async move { store.held(q, now).await.expect("held") }
+    };
+    assert_eq!(
+        (held("a").await, held("b").await, held("gone").await),
+        (dec("0.25"), dec("3"), Decimal::ZERO)
+    );
+    assert_eq!(raw_count(db.path(), "SELECT COUNT(*) FROM reservations"), 3);
+    assert_eq!(raw_count(db.path(), "SELECT COUNT(*) FROM holds"), 2);
+    let e = event("after", now, "u", 5);
+    assert_eq!(
+        store
+            .commit_reservation("done", std::slice::from_ref(&e))
+            .await
+            .expect("done again"),
+        vec![false]
+    );
+    assert_invalid(store.commit_reservation("dropped", &[]).await, "released");
+    assert_eq!(
+        store
+            .commit_reservation("held", std::slice::from_ref(&e))
+            .await
+            .expect("commit held"),
+        vec![true]
+    );
+    assert_eq!(
+        (held("a").await, held("b").await),
+        (Decimal::ZERO, Decimal::ZERO)
+    );
+    assert_eq!(raw_count(db.path(), "SELECT COUNT(*) FROM holds"), 0);
+    store.close().await.expect("close");
+}
+
 /// Migration 3 fills the coarse rollups from the hourly cells a store already has.
 #[tokio::test]
 async fn migration_3_fills_the_coarse_rollups_from_existing_cells() {
     let db = TempDb::new("v2");
     {
-        let conn = rusqlite::Connection::open(db.path()).expect("create");
-        conn.execute_batch(include_str!("../../migrations/sqlite/0001_init.sql"))
-            .expect("0001");
-        conn.execute_batch(include_str!("../../migrations/sqlite/0002_quotas.sql"))
-            .expect("0002");
-        conn.execute_batch(&format!(
-            "INSERT INTO meta (key, value) VALUES ('schema_version', '2'); PRAGMA application_id = {};
-             INSERT INTO rollup_events (hour_ms, user_id, provider, model_key, status, requests, cost_total)
+        let conn = file_at_version(db.path(), 2);
+        conn.execute_batch(
+            "INSERT INTO rollup_events (hour_ms, user_id, provider, model_key, status, requests, cost_total)
              VALUES (3600000, 'u', 'anthropic', 'm', 'success', 2, 10),
                     (7200000, 'u', 'anthropic', 'm', 'success', 3, 5),
                     (7200000, 'v', 'anthropic', 'm', 'success', 1, 1),
                     (90000000, 'u', 'anthropic', 'm', 'success', 1, 7);",
-            super::APPLICATION_ID
-        ))
+        )
         .expect("v2 data");
     }
     open(db.path()).close().await.expect("migrate");
@@ -1176,27 +1224,18 @@ async fn migration_3_fills_the_coarse_rollups_from_existing_cells() {
 async fn migration_4_reads_raw_tags_from_the_events_json() {
     let db = TempDb::new("v3");
     {
-        let conn = rusqlite::Connection::open(db.path()).expect("create");
-        for sql in [
-            include_str!("../../migrations/sqlite/0001_init.sql"),
-            include_str!("../../migrations/sqlite/0002_quotas.sql"),
-            include_str!("../../migrations/sqlite/0003_coarse_rollups.sql"),
-        ] {
-            conn.execute_batch(sql).expect("migration");
-        }
-        conn.execute_batch(&format!(
-            "INSERT INTO meta (key, value) VALUES ('schema_version', '3'); PRAGMA application_id = {};
-             INSERT INTO events (seq, id, ts_ms, provider, model, model_key, input, cache_read,
+        let conn = file_at_version(db.path(), 3);
+        conn.execute_batch(
+            "INSERT INTO events (seq, id, ts_ms, provider, model, model_key, input, cache_read,
                  cache_write_5m, cache_write_1h, output, reasoning, web_search_requests,
                  web_fetch_requests, cost_source, status, service_tier, speed, tags)
              VALUES (1, 'a', 3600000, 'anthropic', 'm', 'm', 10, 0, 0, 0, 5, 0, 0, 0,
-                     'calculated', 'success', 'standard', 'standard', '{{\"team\":\"ml\"}}'),
+                     'calculated', 'success', 'standard', 'standard', '{\"team\":\"ml\"}'),
                     (2, 'b', 3600001, 'anthropic', 'm', 'm', 20, 0, 0, 0, 5, 0, 0, 0,
-                     'calculated', 'success', 'standard', 'standard', '{{\"team\":\"ops\"}}');
+                     'calculated', 'success', 'standard', 'standard', '{\"team\":\"ops\"}');
              INSERT INTO event_tags (seq, key, value, ts_ms) VALUES (1, 'team', 'ml', 3600000),
                     (2, 'team', 'ops', 3600001);",
-            super::APPLICATION_ID
-        ))
+        )
         .expect("v3 data");
     }
     let store = open(db.path());

@@ -13,7 +13,7 @@ use super::SqliteOptions;
 pub const APPLICATION_ID: i32 = 0x5553_4743;
 
 /// The embedded migrations, in order; `meta.schema_version` is the last one applied.
-const MIGRATIONS: &[(i64, &str)] = &[
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_quotas.sql")),
     (
@@ -28,10 +28,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../migrations/sqlite/0005_write_path.sql"),
     ),
+    (
+        6,
+        include_str!("../../migrations/sqlite/0006_reservation_pages.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Why a file could not be opened as a usage-core store.
 #[derive(Debug)]
