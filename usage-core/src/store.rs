@@ -298,6 +298,20 @@ pub trait Store: QuotaStore + Send + Sync + fmt::Debug {
     /// inserted and false when an event with the same id already existed (nothing changed).
     async fn insert(&self, events: &[UsageEvent]) -> Result<Vec<bool>>;
 
+    /// [`insert`](Store::insert), then [`used`](QuotaStore::used) of `watch` with the new
+    /// events counted: what the alert check after a write reads. The default makes the two
+    /// calls. A store whose writers take one lock in turn (SQLite's write lock, the memory
+    /// store's mutex) may read inside the insert's transaction instead and save a trip: no
+    /// other writer can commit in between, so it reads the level this write reached.
+    async fn insert_and_read(
+        &self,
+        events: &[UsageEvent],
+        watch: &[(crate::quota::Quota, TimeRange)],
+    ) -> Result<(Vec<bool>, Vec<rust_decimal::Decimal>)> {
+        let inserted = self.insert(events).await?;
+        Ok((inserted, used_unless_empty(self, watch).await?))
+    }
+
     /// One event by id.
     async fn get(&self, id: &EventId) -> Result<Option<UsageEvent>>;
 
@@ -450,6 +464,17 @@ pub fn quota_usage_requests(
     crate::query::engine::plan_requests(&filter, &[], None)
 }
 
+/// [`QuotaStore::used`] of `watch`, without a trip to the store when it is empty.
+async fn used_unless_empty<S: QuotaStore + ?Sized>(
+    store: &S,
+    watch: &[(crate::quota::Quota, TimeRange)],
+) -> Result<Vec<rust_decimal::Decimal>> {
+    if watch.is_empty() {
+        return Ok(Vec::new());
+    }
+    store.used(watch).await
+}
+
 /// Quotas, reservations and alerts: the part of the store that enforces budgets. Every method
 /// is atomic; `reserve` is serialised against every other `reserve` and `commit_reservation`
 /// touching the same quotas, across threads, processes and servers.
@@ -489,6 +514,18 @@ pub trait QuotaStore: Send + Sync {
     /// error ([`crate::Error::InvalidArgument`] / [`crate::Error::NotFound`]). An expired hold
     /// can still be committed: its events are recorded.
     async fn commit_reservation(&self, id: &str, events: &[UsageEvent]) -> Result<Vec<bool>>;
+
+    /// [`commit_reservation`](QuotaStore::commit_reservation), then [`used`](QuotaStore::used)
+    /// of `watch`, as [`Store::insert_and_read`] does for an insert.
+    async fn commit_and_read(
+        &self,
+        id: &str,
+        events: &[UsageEvent],
+        watch: &[(crate::quota::Quota, TimeRange)],
+    ) -> Result<(Vec<bool>, Vec<rust_decimal::Decimal>)> {
+        let inserted = self.commit_reservation(id, events).await?;
+        Ok((inserted, used_unless_empty(self, watch).await?))
+    }
 
     /// Drops the holds without recording anything. Idempotent: true the first time, false
     /// after (also after a commit). An unknown id is [`crate::Error::NotFound`].

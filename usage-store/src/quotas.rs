@@ -85,6 +85,34 @@ fn applies(q: &Quota, subjects: &[Subject]) -> bool {
     q.subject == Subject::Global || subjects.contains(&q.subject)
 }
 
+/// The quotas a write's events count toward, each with its window at `now`; see
+/// [`Tracker::alert_watch`].
+pub(crate) struct AlertWatch {
+    now: DateTime<Utc>,
+    quotas: Vec<(Quota, WindowSpan)>,
+}
+
+impl AlertWatch {
+    /// What the store reads back: each quota's usage over its window.
+    pub(crate) fn ranges(&self) -> Vec<(Quota, TimeRange)> {
+        self.quotas
+            .iter()
+            .map(|(q, span)| (q.clone(), span.range()))
+            .collect()
+    }
+}
+
+/// Whether any of `events` adds to `quota` in its window `span`.
+fn adds_to(quota: &Quota, span: &WindowSpan, events: &[UsageEvent]) -> bool {
+    let range = span.range();
+    let added: Decimal = events
+        .iter()
+        .filter(|e| quota.covers(e) && range.contains(e.timestamp))
+        .map(|e| quota.metric.of_event(e))
+        .sum();
+    !added.is_zero()
+}
+
 /// The key under which a window's alerts are kept: calendar windows by their start; rolling
 /// windows by consecutive periods of their own length (so a threshold fires at most once per
 /// window length); lifetime windows once ever.
@@ -379,12 +407,13 @@ impl Tracker {
             .map(|e| self.prepare(e))
             .collect::<Result<Vec<_>>>()?;
         let list: Vec<UsageEvent> = prepared.iter().map(|(e, _)| e.clone()).collect();
-        let inserted = self
+        let watch = self.alert_watch(&list).await?;
+        let (inserted, used) = self
             .shared
             .store
-            .commit_reservation(reservation_id, &list)
+            .commit_and_read(reservation_id, &list, &watch.ranges())
             .await?;
-        self.finish_recorded(prepared, inserted).await
+        self.finish_recorded(prepared, inserted, watch, used).await
     }
 
     /// Drops a reservation's holds without recording anything; true the first time.
@@ -398,40 +427,50 @@ impl Tracker {
     /// what these events added keeps concurrent writers from each missing a threshold they
     /// passed together.
     pub(crate) async fn alerts_after(&self, events: &[UsageEvent]) -> Result<Vec<Alert>> {
-        if events.is_empty() {
+        let watch = self.alert_watch(events).await?;
+        if watch.quotas.is_empty() {
             return Ok(Vec::new());
+        }
+        let used = self.shared.store.used(&watch.ranges()).await?;
+        self.alerts_from(watch, events, used).await
+    }
+
+    /// The quotas `events` would count toward at this instant (their current windows): what a
+    /// write of them reads back for [`alerts_from`](Tracker::alerts_from). Empty when no
+    /// quota applies, so a store with no quotas reads nothing.
+    pub(crate) async fn alert_watch(&self, events: &[UsageEvent]) -> Result<AlertWatch> {
+        let mut watch = AlertWatch {
+            now: Utc::now(),
+            quotas: Vec::new(),
+        };
+        if events.is_empty() {
+            return Ok(watch);
         }
         let quotas = self.quotas().await?;
-        if quotas.is_empty() {
-            return Ok(Vec::new());
-        }
-        let now = Utc::now();
-        // The quotas these events added to, with what they added; then their usage now, read
-        // in one call.
-        let mut touched = Vec::new();
         for q in quotas.iter() {
-            let span = q.window_at(now)?;
-            let range = span.range();
-            let added: Decimal = events
-                .iter()
-                .filter(|e| q.covers(e) && range.contains(e.timestamp))
-                .map(|e| q.metric.of_event(e))
-                .sum();
-            if !added.is_zero() {
-                touched.push((q, span, added));
+            let span = q.window_at(watch.now)?;
+            if adds_to(q, &span, events) {
+                watch.quotas.push((q.clone(), span));
             }
         }
-        if touched.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ranges: Vec<(Quota, TimeRange)> = touched
-            .iter()
-            .map(|(q, span, _)| ((*q).clone(), span.range()))
-            .collect();
-        let used = self.shared.store.used(&ranges).await?;
+        Ok(watch)
+    }
+
+    /// The alerts of a write: `used` is the usage of `watch`'s quotas once `new` (the events
+    /// the write stored; duplicates left out) were stored, in `watch`'s order.
+    pub(crate) async fn alerts_from(
+        &self,
+        watch: AlertWatch,
+        new: &[UsageEvent],
+        used: Vec<Decimal>,
+    ) -> Result<Vec<Alert>> {
         let mut fired = Vec::new();
-        for ((q, span, _), used) in touched.into_iter().zip(used) {
-            let window_start = alert_window_start(q, &span);
+        for ((q, span), used) in watch.quotas.iter().zip(used) {
+            // A quota only duplicates counted toward: this write moved nothing.
+            if !adds_to(q, span, new) {
+                continue;
+            }
+            let window_start = alert_window_start(q, span);
             for t in status::reached(q, used) {
                 if self
                     .shared
@@ -448,7 +487,7 @@ impl Tracker {
                     percent: t.percent,
                     used,
                     limit: q.limit,
-                    at: now,
+                    at: watch.now,
                 };
                 // Stored by this call or already by another: either way it is not new again.
                 if self.shared.store.insert_alert(&alert).await? {

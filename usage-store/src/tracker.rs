@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use usage_core::event::{EventId, NewEvent, UsageEvent, price_call};
 use usage_core::extract::{Provider, extract};
 use usage_core::pricing::{CostBreakdown, PriceCatalog};
@@ -15,6 +16,7 @@ use usage_core::query::{Bucket, Dimension, Filter, Metric, Query, QueryResult, T
 use usage_core::store::{RepriceReport, RunOptions, RunRecord, Store};
 use usage_core::{Error, Result};
 
+use crate::quotas::AlertWatch;
 use crate::writer::{AfterWrite, BatchOptions, BatchWriter};
 
 /// Tracker settings.
@@ -273,16 +275,8 @@ impl Tracker {
     /// Prices and stores one event durably before returning (one transaction). Recording an id
     /// that is already stored changes nothing and says so.
     pub async fn record(&self, e: NewEvent) -> Result<Recorded> {
-        let (event, breakdown) = self.prepare(e)?;
-        let inserted = self
-            .shared
-            .store
-            .insert(std::slice::from_ref(&event))
-            .await?;
-        Ok(self
-            .finish_recorded(vec![(event, breakdown)], inserted)
-            .await?
-            .remove(0))
+        let prepared = vec![self.prepare(e)?];
+        Ok(self.store_recorded(prepared).await?.remove(0))
     }
 
     /// Prices and stores several events in one transaction.
@@ -291,15 +285,33 @@ impl Tracker {
             .into_iter()
             .map(|e| self.prepare(e))
             .collect::<Result<Vec<_>>>()?;
-        let list: Vec<UsageEvent> = prepared.iter().map(|(e, _)| e.clone()).collect();
-        let inserted = self.shared.store.insert(&list).await?;
-        self.finish_recorded(prepared, inserted).await
+        self.store_recorded(prepared).await
     }
 
+    /// Stores prepared events in one transaction, reading back the usage of the quotas they
+    /// count toward for the alert check.
+    async fn store_recorded(
+        &self,
+        prepared: Vec<(UsageEvent, Option<CostBreakdown>)>,
+    ) -> Result<Vec<Recorded>> {
+        let list: Vec<UsageEvent> = prepared.iter().map(|(e, _)| e.clone()).collect();
+        let watch = self.alert_watch(&list).await?;
+        let (inserted, used) = self
+            .shared
+            .store
+            .insert_and_read(&list, &watch.ranges())
+            .await?;
+        self.finish_recorded(prepared, inserted, watch, used).await
+    }
+
+    /// What a write of `prepared` answers: per event, whether it was new, and the alerts the
+    /// new ones fired (`used`: the usage of `watch`'s quotas after the write).
     pub(crate) async fn finish_recorded(
         &self,
         prepared: Vec<(UsageEvent, Option<CostBreakdown>)>,
         inserted: Vec<bool>,
+        watch: AlertWatch,
+        used: Vec<Decimal>,
     ) -> Result<Vec<Recorded>> {
         let new: Vec<UsageEvent> = prepared
             .iter()
@@ -307,7 +319,7 @@ impl Tracker {
             .filter(|(_, ok)| **ok)
             .map(|((e, _), _)| e.clone())
             .collect();
-        let mut alerts = self.alerts_after(&new).await?;
+        let mut alerts = self.alerts_from(watch, &new, used).await?;
         let mut out: Vec<Recorded> = prepared
             .into_iter()
             .zip(inserted)

@@ -84,6 +84,7 @@ macro_rules! conformance_tests {
                 quotas::begin_call_steps,
                 quotas::queued_events_fire_alerts,
                 quotas::threshold_passed_by_two_servers_together_fires_once,
+                quotas::writes_read_back_the_usage_they_reached,
                 quotas::forecast_for_any_filter,
                 quotas::cut_off_stream_is_recorded_incomplete,
                 quotas::unknown_model_calls_are_refused_only_under_a_cost_limit,

@@ -93,6 +93,17 @@ pub(super) fn used(conn: &Connection, quota: &Quota, range: TimeRange) -> Result
     query::used(conn, quota, range)
 }
 
+/// [`used_for_update`] of each quota of `quotas`, in order.
+pub(super) fn used_all_for_update(
+    tx: &Connection,
+    quotas: &[(Quota, TimeRange)],
+) -> Result<Vec<Decimal>, Fail> {
+    quotas
+        .iter()
+        .map(|(q, range)| used_for_update(tx, q, *range))
+        .collect()
+}
+
 /// As [`used`], inside a write transaction: a missing or outdated counter is computed from
 /// the rollups and stored (replacing the quota's counters of other windows), so that every
 /// later insert keeps it current.

@@ -28,10 +28,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
+use rust_decimal::Decimal;
 use tokio::runtime::RuntimeFlavor;
 use usage_core::event::{EventId, UsageEvent};
 use usage_core::pricing::PriceCatalog;
 use usage_core::query::{Dimension, Filter, TimeRange};
+use usage_core::quota::Quota;
 use usage_core::store::{
     AggregateRequest, AggregateRow, Cursor, DistinctRow, LatencyRow, RepriceReport, RunKind,
     RunOptions, RunOutcome, RunRecord, Store,
@@ -435,14 +437,27 @@ impl Store for SqliteStore {
     }
 
     async fn insert(&self, events: &[UsageEvent]) -> Result<Vec<bool>> {
+        Ok(self.insert_and_read(events, &[]).await?.0)
+    }
+
+    async fn insert_and_read(
+        &self,
+        events: &[UsageEvent],
+        watch: &[(Quota, TimeRange)],
+    ) -> Result<(Vec<bool>, Vec<Decimal>)> {
         if needs_pool() {
-            let events = events.to_vec();
+            let (events, watch) = (events.to_vec(), watch.to_vec());
             return self
-                .write("insert", move |c| write::insert(c, &events))
+                .write("insert", move |c| {
+                    write::insert_and_read(c, &events, &watch)
+                })
                 .await;
         }
         // In place: no copy of the batch (20,000 events are a few megabytes of allocations).
-        in_place(|| self.inner.writer("insert", |c| write::insert(c, events)))
+        in_place(|| {
+            self.inner
+                .writer("insert", |c| write::insert_and_read(c, events, watch))
+        })
     }
 
     async fn get(&self, id: &EventId) -> Result<Option<UsageEvent>> {

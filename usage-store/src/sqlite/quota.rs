@@ -201,25 +201,35 @@ fn reserve(conn: &mut Connection, req: &ReserveRequest) -> Result<Reservation, F
     })
 }
 
-fn commit(conn: &mut Connection, id: &str, events: &[UsageEvent]) -> Result<Vec<bool>, Fail> {
+/// Commits a reservation and reads the usage of `watch`'s quotas, in one transaction.
+fn commit(
+    conn: &mut Connection,
+    id: &str,
+    events: &[UsageEvent],
+    watch: &[(Quota, TimeRange)],
+) -> Result<(Vec<bool>, Vec<Decimal>), Fail> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let stored = stored_reservation(&tx, id)?;
-    match stored.state {
-        ReservationState::Committed => Ok(vec![false; events.len()]),
-        ReservationState::Released => Err(Error::argument(
-            "reservation",
-            format!("`{id}` was released; it cannot be committed"),
-        )
-        .into()),
+    let inserted = match stored.state {
+        ReservationState::Committed => vec![false; events.len()],
+        ReservationState::Released => {
+            return Err(Error::argument(
+                "reservation",
+                format!("`{id}` was released; it cannot be committed"),
+            )
+            .into());
+        }
         // Expired or not: the events happened, so they are recorded.
         ReservationState::Held => {
             let rows = write::event_rows(events)?;
             let inserted = write::insert_rows(&tx, &rows)?;
             finish(&tx, id, &stored, ReservationState::Committed)?;
-            tx.commit()?;
-            Ok(inserted)
+            inserted
         }
-    }
+    };
+    let used = counters::used_all_for_update(&tx, watch)?;
+    tx.commit()?;
+    Ok((inserted, used))
 }
 
 fn release(conn: &mut Connection, id: &str) -> Result<bool, Fail> {
@@ -317,9 +327,20 @@ impl QuotaStore for SqliteStore {
     }
 
     async fn commit_reservation(&self, id: &str, events: &[UsageEvent]) -> Result<Vec<bool>> {
-        let (id, events) = (id.to_owned(), events.to_vec());
-        self.write("commit_reservation", move |c| commit(c, &id, &events))
-            .await
+        Ok(self.commit_and_read(id, events, &[]).await?.0)
+    }
+
+    async fn commit_and_read(
+        &self,
+        id: &str,
+        events: &[UsageEvent],
+        watch: &[(Quota, TimeRange)],
+    ) -> Result<(Vec<bool>, Vec<Decimal>)> {
+        let (id, events, watch) = (id.to_owned(), events.to_vec(), watch.to_vec());
+        self.write("commit_reservation", move |c| {
+            commit(c, &id, &events, &watch)
+        })
+        .await
     }
 
     async fn release_reservation(&self, id: &str) -> Result<bool> {

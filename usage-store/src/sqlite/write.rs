@@ -6,7 +6,10 @@ use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use rusqlite::{Connection, ToSql, TransactionBehavior};
+use rust_decimal::Decimal;
 use usage_core::event::UsageEvent;
+use usage_core::query::TimeRange;
+use usage_core::quota::Quota;
 
 use super::codec::{EVENT_COLS, EventRow, TOTALS_COLS};
 use super::{Fail, counters, ids};
@@ -127,13 +130,27 @@ pub(super) fn apply(deltas: &Deltas<'_>, conn: &Connection) -> Result<(), Fail> 
     Ok(())
 }
 
-/// Inserts a batch in one write transaction; per event, true when it was new.
+/// Inserts a batch in one write transaction; per event, true when it was new. (The store
+/// itself always goes through [`insert_and_read`].)
+#[cfg(test)]
 pub(super) fn insert(conn: &mut Connection, events: &[UsageEvent]) -> Result<Vec<bool>, Fail> {
+    Ok(insert_and_read(conn, events, &[])?.0)
+}
+
+/// [`insert`], then, in the same transaction, the usage of every quota of `watch`
+/// ([`counters::used_for_update`]: a counter missing there is created, so that the next
+/// read of it is one row).
+pub(super) fn insert_and_read(
+    conn: &mut Connection,
+    events: &[UsageEvent],
+    watch: &[(Quota, TimeRange)],
+) -> Result<(Vec<bool>, Vec<Decimal>), Fail> {
     let rows = event_rows(events)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let inserted = insert_rows(&tx, &rows)?;
+    let used = counters::used_all_for_update(&tx, watch)?;
     tx.commit()?;
-    Ok(inserted)
+    Ok((inserted, used))
 }
 
 /// Converts and checks a batch, before any transaction starts.

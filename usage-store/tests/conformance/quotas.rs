@@ -37,8 +37,6 @@ fn dec(s: &str) -> Decimal {
     s.parse().expect("decimal")
 }
 
-/// An Anthropic call by `user`, reserved against the user's quotas; `model` for payloads that
-/// do not name one.
 /// Sets a hard daily quota of `limit` on `user`.
 async fn set_day_quota(
     t: &usage_store::Tracker,
@@ -58,6 +56,8 @@ async fn set_day_quota(
     .expect("quota");
 }
 
+/// An Anthropic call by `user`, reserved against the user's quotas; `model` for payloads that
+/// do not name one.
 fn call_ctx(user: &str, model: Option<&str>, batched: bool) -> GuardContext {
     GuardContext {
         provider: Some(usage_core::extract::Provider::Anthropic),
@@ -590,6 +590,98 @@ pub async fn threshold_passed_by_two_servers_together_fires_once(b: &Backend) {
         "alerts stored once each",
         names(&stored),
         vec!["warning".to_owned(), "upgrade_suggested".to_owned()],
+    );
+    c.finish();
+}
+
+/// A write reads back the usage of the quotas it names with its own events counted (the
+/// alert check's input), whether the store reads inside the write or after it; a duplicate
+/// or a second commit adds nothing.
+pub async fn writes_read_back_the_usage_they_reached(b: &Backend) {
+    let mut c = Check::new(b.label(), "writes_read_back_the_usage_they_reached");
+    let t = b.tracker();
+    let now = chrono::Utc::now();
+    let quotas = [
+        Quota::new(
+            "u1-day",
+            Subject::user("u1"),
+            QuotaMetric::Cost,
+            dec("100"),
+            Window::Day,
+        ),
+        Quota::new(
+            "all-hour",
+            Subject::Global,
+            QuotaMetric::Requests,
+            dec("100"),
+            Window::Rolling { seconds: 3600 },
+        ),
+    ];
+    let watch: Vec<_> = quotas
+        .iter()
+        .map(|q| (q.clone(), q.window_at(now).expect("window").range()))
+        .collect();
+    let event = |user: &str, usd: &str| t.prepare(paid(user, usd).at(now)).expect("prepare").0;
+    let (e1, e2, e3) = (event("u1", "2"), event("u2", "3"), event("u1", "4"));
+
+    let (inserted, used) = b
+        .store
+        .insert_and_read(&[e1.clone(), e2], &watch)
+        .await
+        .expect("insert");
+    c.eq("both new", inserted, vec![true, true]);
+    c.eq(
+        "the usage they reached",
+        used.clone(),
+        vec![dec("2"), dec("2")],
+    );
+    c.eq(
+        "as read after the write",
+        b.store.used(&watch).await.expect("used"),
+        used,
+    );
+    let again = b
+        .store
+        .insert_and_read(std::slice::from_ref(&e1), &watch)
+        .await
+        .expect("again");
+    c.eq(
+        "a duplicate adds nothing",
+        again,
+        (vec![false], vec![dec("2"), dec("2")]),
+    );
+
+    let r = t
+        .reserve(&[Subject::user("u1")], &one_request(), None)
+        .await
+        .expect("reserve");
+    let committed = b
+        .store
+        .commit_and_read(&r.id, std::slice::from_ref(&e3), &watch)
+        .await
+        .expect("commit");
+    c.eq(
+        "a commit reads its event counted",
+        committed,
+        (vec![true], vec![dec("6"), dec("3")]),
+    );
+    let again = b
+        .store
+        .commit_and_read(&r.id, std::slice::from_ref(&e3), &watch)
+        .await
+        .expect("commit again");
+    c.eq(
+        "a second commit adds nothing",
+        again,
+        (vec![false], vec![dec("6"), dec("3")]),
+    );
+    c.eq(
+        "nothing to read, nothing read",
+        b.store
+            .insert_and_read(std::slice::from_ref(&e1), &[])
+            .await
+            .expect("no watch"),
+        (vec![false], vec![]),
     );
     c.finish();
 }
