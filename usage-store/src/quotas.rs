@@ -103,10 +103,13 @@ impl AlertWatch {
 }
 
 /// Whether any of `events` adds to `quota` in its window `span`.
-fn adds_to(quota: &Quota, span: &WindowSpan, events: &[UsageEvent]) -> bool {
+fn adds_to<'e>(
+    quota: &Quota,
+    span: &WindowSpan,
+    events: impl Iterator<Item = &'e UsageEvent>,
+) -> bool {
     let range = span.range();
     let added: Decimal = events
-        .iter()
         .filter(|e| quota.covers(e) && range.contains(e.timestamp))
         .map(|e| quota.metric.of_event(e))
         .sum();
@@ -402,18 +405,15 @@ impl Tracker {
         reservation_id: &str,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Recorded>> {
-        let prepared = events
-            .into_iter()
-            .map(|e| self.prepare(e))
-            .collect::<Result<Vec<_>>>()?;
-        let list: Vec<UsageEvent> = prepared.iter().map(|(e, _)| e.clone()).collect();
-        let watch = self.alert_watch(&list).await?;
+        let (events, breakdowns) = self.prepare_all(events)?;
+        let watch = self.alert_watch(&events).await?;
         let (inserted, used) = self
             .shared
             .store
-            .commit_and_read(reservation_id, &list, &watch.ranges())
+            .commit_and_read(reservation_id, &events, &watch.ranges())
             .await?;
-        self.finish_recorded(prepared, inserted, watch, used).await
+        self.finish_recorded(events, breakdowns, inserted, watch, used)
+            .await
     }
 
     /// Drops a reservation's holds without recording anything; true the first time.
@@ -432,7 +432,7 @@ impl Tracker {
             return Ok(Vec::new());
         }
         let used = self.shared.store.used(&watch.ranges()).await?;
-        self.alerts_from(watch, events, used).await
+        self.alerts_from(watch, events.iter(), used).await
     }
 
     /// The quotas `events` would count toward at this instant (their current windows): what a
@@ -449,7 +449,7 @@ impl Tracker {
         let quotas = self.quotas().await?;
         for q in quotas.iter() {
             let span = q.window_at(watch.now)?;
-            if adds_to(q, &span, events) {
+            if adds_to(q, &span, events.iter()) {
                 watch.quotas.push((q.clone(), span));
             }
         }
@@ -458,16 +458,16 @@ impl Tracker {
 
     /// The alerts of a write: `used` is the usage of `watch`'s quotas once `new` (the events
     /// the write stored; duplicates left out) were stored, in `watch`'s order.
-    pub(crate) async fn alerts_from(
+    pub(crate) async fn alerts_from<'e>(
         &self,
         watch: AlertWatch,
-        new: &[UsageEvent],
+        new: impl Iterator<Item = &'e UsageEvent> + Clone,
         used: Vec<Decimal>,
     ) -> Result<Vec<Alert>> {
         let mut fired = Vec::new();
         for ((q, span), used) in watch.quotas.iter().zip(used) {
             // A quota only duplicates counted toward: this write moved nothing.
-            if !adds_to(q, span, new) {
+            if !adds_to(q, span, new.clone()) {
                 continue;
             }
             let window_start = alert_window_start(q, span);

@@ -275,53 +275,59 @@ impl Tracker {
     /// Prices and stores one event durably before returning (one transaction). Recording an id
     /// that is already stored changes nothing and says so.
     pub async fn record(&self, e: NewEvent) -> Result<Recorded> {
-        let prepared = vec![self.prepare(e)?];
-        Ok(self.store_recorded(prepared).await?.remove(0))
+        Ok(self.record_many(vec![e]).await?.remove(0))
     }
 
     /// Prices and stores several events in one transaction.
     pub async fn record_many(&self, events: Vec<NewEvent>) -> Result<Vec<Recorded>> {
-        let prepared = events
-            .into_iter()
-            .map(|e| self.prepare(e))
-            .collect::<Result<Vec<_>>>()?;
-        self.store_recorded(prepared).await
-    }
-
-    /// Stores prepared events in one transaction, reading back the usage of the quotas they
-    /// count toward for the alert check.
-    async fn store_recorded(
-        &self,
-        prepared: Vec<(UsageEvent, Option<CostBreakdown>)>,
-    ) -> Result<Vec<Recorded>> {
-        let list: Vec<UsageEvent> = prepared.iter().map(|(e, _)| e.clone()).collect();
-        let watch = self.alert_watch(&list).await?;
+        let (events, breakdowns) = self.prepare_all(events)?;
+        let watch = self.alert_watch(&events).await?;
         let (inserted, used) = self
             .shared
             .store
-            .insert_and_read(&list, &watch.ranges())
+            .insert_and_read(&events, &watch.ranges())
             .await?;
-        self.finish_recorded(prepared, inserted, watch, used).await
+        self.finish_recorded(events, breakdowns, inserted, watch, used)
+            .await
     }
 
-    /// What a write of `prepared` answers: per event, whether it was new, and the alerts the
-    /// new ones fired (`used`: the usage of `watch`'s quotas after the write).
+    /// [`prepare`](Tracker::prepare)s every event: the events to store, and their costs.
+    pub(crate) fn prepare_all(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<(Vec<UsageEvent>, Vec<Option<CostBreakdown>>)> {
+        let mut out = (
+            Vec::with_capacity(events.len()),
+            Vec::with_capacity(events.len()),
+        );
+        for e in events {
+            let (event, breakdown) = self.prepare(e)?;
+            out.0.push(event);
+            out.1.push(breakdown);
+        }
+        Ok(out)
+    }
+
+    /// What a write of `events` (with their `breakdowns`) answers: per event, whether it was
+    /// new, and the alerts the new ones fired (`used`: the usage of `watch`'s quotas after the
+    /// write).
     pub(crate) async fn finish_recorded(
         &self,
-        prepared: Vec<(UsageEvent, Option<CostBreakdown>)>,
+        events: Vec<UsageEvent>,
+        breakdowns: Vec<Option<CostBreakdown>>,
         inserted: Vec<bool>,
         watch: AlertWatch,
         used: Vec<Decimal>,
     ) -> Result<Vec<Recorded>> {
-        let new: Vec<UsageEvent> = prepared
+        let new = events
             .iter()
             .zip(&inserted)
             .filter(|(_, ok)| **ok)
-            .map(|((e, _), _)| e.clone())
-            .collect();
-        let mut alerts = self.alerts_from(watch, &new, used).await?;
-        let mut out: Vec<Recorded> = prepared
+            .map(|(e, _)| e);
+        let mut alerts = self.alerts_from(watch, new, used).await?;
+        let mut out: Vec<Recorded> = events
             .into_iter()
+            .zip(breakdowns)
             .zip(inserted)
             .map(|((event, breakdown), ok)| Recorded {
                 event,
