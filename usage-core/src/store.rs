@@ -300,9 +300,10 @@ pub trait Store: QuotaStore + Send + Sync + fmt::Debug {
 
     /// [`insert`](Store::insert), then [`used`](QuotaStore::used) of `watch` with the new
     /// events counted: what the alert check after a write reads. The default makes the two
-    /// calls. A store whose writers take one lock in turn (SQLite's write lock, the memory
-    /// store's mutex) may read inside the insert's transaction instead and save a trip: no
-    /// other writer can commit in between, so it reads the level this write reached.
+    /// calls, so that on a server database each writer's read sees the other writers'
+    /// committed events. A store whose writers take one lock in turn (SQLite's write lock) may
+    /// read inside the insert's transaction instead and save a trip: no other writer can
+    /// commit in between, so it reads the level this write reached.
     async fn insert_and_read(
         &self,
         events: &[UsageEvent],

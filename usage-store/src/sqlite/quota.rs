@@ -244,7 +244,7 @@ fn release(conn: &mut Connection, id: &str) -> Result<bool, Fail> {
 }
 
 /// Deletes a quota and, in the same transaction, its holds: "its outstanding holds stop
-/// counting". Holds are keyed by quota id only (a hold request carries its quota by
+/// counting". Holds name their quota by id only (a hold request carries its quota by
 /// value, and may name one that was never stored), so they are dropped here rather than
 /// filtered by a join on `quotas`: that would make holds on unstored quotas never count.
 /// Re-creating the quota does not bring the dropped holds back.

@@ -137,9 +137,9 @@ pub(super) fn insert(conn: &mut Connection, events: &[UsageEvent]) -> Result<Vec
     Ok(insert_and_read(conn, events, &[])?.0)
 }
 
-/// [`insert`], then, in the same transaction, the usage of every quota of `watch`
-/// ([`counters::used_for_update`]: a counter missing there is created, so that the next
-/// read of it is one row).
+/// Inserts a batch in one write transaction (per event, true when it was new) and reads, in
+/// the same transaction, the usage of every quota of `watch` ([`counters::used_for_update`]: a
+/// counter missing there is created, so that the next read of it is one row).
 pub(super) fn insert_and_read(
     conn: &mut Connection,
     events: &[UsageEvent],
