@@ -93,7 +93,7 @@ export declare class NativeTracker {
   record(event: any): Promise<string>
   /** Prices and stores several events in one transaction. */
   recordMany(events: Array<any>): Promise<string>
-  /** Prices an event and queues it for the batched writer. */
+  /** Prices an event and queues it for the batched writer. A batch the store refused is reported once, by the next `enqueue` (which then does not queue its own event) or `flush`. */
   enqueue(event: any): Promise<string>
   /** Reads every usage record in a provider payload and records each durably. */
   recordResponse(provider: string, response: any, meta?: CallMeta | undefined | null): Promise<string>
@@ -101,7 +101,7 @@ export declare class NativeTracker {
   settled(): Promise<void>
   /** Errors of wrapped calls that could not be recorded, since the last call (JSON texts). */
   takeErrors(): Array<string>
-  /** Writes everything queued by `enqueue`. */
+  /** Writes everything queued by `enqueue`; fails with a batch the store refused since the last report. */
   flush(): Promise<void>
   /** Flushes and closes the store. */
   close(): Promise<void>

@@ -267,7 +267,7 @@ impl NativeTracker {
         recorded_list(&self.inner.record_many(new_events(events)?).await.napi()?)
     }
 
-    /// Prices an event and queues it for the batched writer.
+    /// Prices an event and queues it for the batched writer. A batch the store refused is reported once, by the next `enqueue` (which then does not queue its own event) or `flush`.
     #[napi]
     pub async fn enqueue(&self, event: Value) -> napi::Result<String> {
         let e: NewEvent = from_js("event", event)?;
@@ -305,7 +305,7 @@ impl NativeTracker {
         self.background.take_errors()
     }
 
-    /// Writes everything queued by `enqueue`.
+    /// Writes everything queued by `enqueue`; fails with a batch the store refused since the last report.
     #[napi]
     pub async fn flush(&self) -> napi::Result<()> {
         self.inner.flush().await.napi()

@@ -345,7 +345,9 @@ impl Tracker {
 
     /// Prices an event and queues it for the batched writer; returns at once. The event is
     /// durable after the next batch write (`flush`, `close`, a full batch or the flush
-    /// interval). Duplicates are still stored once.
+    /// interval). Duplicates are still stored once. A batch the store refused is reported once,
+    /// by the next `enqueue` or `flush`; an `enqueue` that reports one does not queue its own
+    /// event.
     pub async fn enqueue(&self, e: NewEvent) -> Result<UsageEvent> {
         Ok(self.enqueue_recorded(e).await?.event)
     }
@@ -393,7 +395,8 @@ impl Tracker {
         self.record_many(events).await
     }
 
-    /// Writes everything queued by `enqueue`.
+    /// Writes everything queued by `enqueue`; fails with a batch the store refused since the
+    /// last report (its events were not stored).
     pub async fn flush(&self) -> Result<()> {
         self.shared.writer.flush().await
     }

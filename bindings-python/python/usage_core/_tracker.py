@@ -274,7 +274,7 @@ class Tracker(_Common):
         return [_build(Recorded, x) for x in r]
 
     def enqueue(self, provider: str, model: str, usage: UsageLike = None, *, id: Optional[str] = None, timestamp: Optional[datetime] = None, user_id: Optional[str] = None, tags: Optional[Mapping[str, str]] = None, context: Optional[PricingContext] = None, provided_cost: Optional[MoneyLike] = None, latency_ms: Optional[int] = None, duration_ms: Optional[int] = None, status: Optional[str] = None, error_type: Optional[str] = None, error_message: Optional[str] = None) -> UsageEvent:
-        """Prices an event and queues it for the batched writer; durable after the next batch write (``flush``, ``close``, a full batch or the flush interval)."""
+        """Prices an event and queues it for the batched writer; durable after the next batch write (``flush``, ``close``, a full batch or the flush interval). A batch the store refused is raised once, by the next ``enqueue`` (which then does not queue its own event) or ``flush``."""
         r = self._n.enqueue(_event(provider=provider, model=model, usage=usage, id=id, timestamp=timestamp, user_id=user_id, tags=tags, context=context, provided_cost=provided_cost, latency_ms=latency_ms, duration_ms=duration_ms, status=status, error_type=error_type, error_message=error_message))
         return _build(UsageEvent, r)
 
@@ -284,7 +284,7 @@ class Tracker(_Common):
         return [_build(Recorded, x) for x in r]
 
     def flush(self) -> None:
-        """Writes everything queued by ``enqueue`` and wrapped calls."""
+        """Writes everything queued by ``enqueue`` and wrapped calls; raises for a batch the store refused since the last report (its events were not stored)."""
         self._n.flush()
 
     def close(self) -> None:
@@ -459,7 +459,7 @@ class AsyncTracker(_Common):
         return [_build(Recorded, x) for x in r]
 
     async def enqueue(self, provider: str, model: str, usage: UsageLike = None, *, id: Optional[str] = None, timestamp: Optional[datetime] = None, user_id: Optional[str] = None, tags: Optional[Mapping[str, str]] = None, context: Optional[PricingContext] = None, provided_cost: Optional[MoneyLike] = None, latency_ms: Optional[int] = None, duration_ms: Optional[int] = None, status: Optional[str] = None, error_type: Optional[str] = None, error_message: Optional[str] = None) -> UsageEvent:
-        """Prices an event and queues it for the batched writer; durable after the next batch write (``flush``, ``close``, a full batch or the flush interval)."""
+        """Prices an event and queues it for the batched writer; durable after the next batch write (``flush``, ``close``, a full batch or the flush interval). A batch the store refused is raised once, by the next ``enqueue`` (which then does not queue its own event) or ``flush``."""
         r = await self._n.enqueue(_event(provider=provider, model=model, usage=usage, id=id, timestamp=timestamp, user_id=user_id, tags=tags, context=context, provided_cost=provided_cost, latency_ms=latency_ms, duration_ms=duration_ms, status=status, error_type=error_type, error_message=error_message))
         return _build(UsageEvent, r)
 
@@ -469,7 +469,7 @@ class AsyncTracker(_Common):
         return [_build(Recorded, x) for x in r]
 
     async def flush(self) -> None:
-        """Writes everything queued by ``enqueue`` and wrapped calls."""
+        """Writes everything queued by ``enqueue`` and wrapped calls; raises for a batch the store refused since the last report (its events were not stored)."""
         await self._n.flush()
 
     async def close(self) -> None:
