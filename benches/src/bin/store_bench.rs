@@ -460,6 +460,25 @@ impl Bench {
             None,
             "one durable event per commit".into(),
         );
+        // The same user's calls recorded without a reservation: each record still checks the
+        // three quotas' thresholds.
+        let mut samples = Vec::new();
+        for i in 0..cycles + 20 {
+            let mut e = maker.event(Utc::now());
+            e.user_id = Some(user.clone());
+            let started = Instant::now();
+            self.tracker.record(e).await?;
+            if i >= 20 {
+                samples.push(started.elapsed());
+            }
+        }
+        self.push(
+            "record, one event, heavy user, 3 quotas",
+            Target::None,
+            Samples(samples),
+            None,
+            "with the alert check".into(),
+        );
         for id in ids {
             self.tracker.delete_quota(id).await?;
         }
