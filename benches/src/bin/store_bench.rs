@@ -29,6 +29,7 @@ use usage_benches::dataset::{self, EventMaker};
 use usage_benches::stats::{
     Row, Samples, Target, fmt_count, fmt_duration, machine, proc_status_kib, reset_peak_rss, table,
 };
+use usage_core::NewEvent;
 use usage_core::query::{Bucket, Dimension, Filter, Metric, Period, TimeRange};
 use usage_core::quota::estimate::Estimate;
 use usage_core::quota::{Quota, QuotaMetric, Subject, Window};
@@ -438,17 +439,13 @@ impl Bench {
         let seed = Utc::now().timestamp_nanos_opt().unwrap_or_default() as u64;
         let mut maker = EventMaker::new(seed, "bench-quota", Utc::now());
         let estimate = Estimate::new(Default::default(), "0.05".parse().expect("usd"));
-        let mut samples = Vec::new();
-        for i in 0..cycles + 20 {
-            let mut e = maker.event(Utc::now());
-            e.user_id = Some(user.clone());
-            let started = Instant::now();
-            let r = self.tracker.reserve(&subjects, &estimate, None).await?;
-            self.tracker.commit(&r.id, vec![e]).await?;
-            if i >= 20 {
-                samples.push(started.elapsed());
-            }
-        }
+        let (t, subjects, estimate) = (&self.tracker, &subjects, &estimate);
+        let cycle = time_events(&mut maker, Some(&user), cycles, move |e| async move {
+            let r = t.reserve(subjects, estimate, None).await?;
+            t.commit(&r.id, vec![e]).await?;
+            Ok(())
+        })
+        .await?;
         let target = match self.backend {
             Backend::Sqlite { .. } => Duration::from_micros(200),
             Backend::Postgres { .. } => Duration::from_millis(3),
@@ -456,26 +453,21 @@ impl Bench {
         self.push(
             "reserve + commit, heavy user, 3 quotas",
             Target::Under(target),
-            Samples(samples),
+            cycle,
             None,
             "one durable event per commit".into(),
         );
         // The same user's calls recorded without a reservation: each record still checks the
         // three quotas' thresholds.
-        let mut samples = Vec::new();
-        for i in 0..cycles + 20 {
-            let mut e = maker.event(Utc::now());
-            e.user_id = Some(user.clone());
-            let started = Instant::now();
-            self.tracker.record(e).await?;
-            if i >= 20 {
-                samples.push(started.elapsed());
-            }
-        }
+        let t = &self.tracker;
+        let records = time_events(&mut maker, Some(&user), cycles, move |e| async move {
+            t.record(e).await.map(|_| ())
+        })
+        .await?;
         self.push(
             "record, one event, heavy user, 3 quotas",
             Target::None,
-            Samples(samples),
+            records,
             None,
             "with the alert check".into(),
         );
@@ -567,13 +559,35 @@ impl Bench {
 async fn record_loop(tracker: &Tracker, n: usize) -> usage_core::Result<Samples> {
     let seed = Utc::now().timestamp_nanos_opt().unwrap_or_default() as u64;
     let mut maker = EventMaker::new(seed, "bench-record", Utc::now());
+    time_events(&mut maker, None, n, move |e| async move {
+        let r = tracker.record(e).await?;
+        assert!(!r.duplicate);
+        Ok(())
+    })
+    .await
+}
+
+/// Times `call` on `n` fresh events at the current time (made by `maker`, given to `user` when
+/// set), after 20 untimed ones; making an event is not timed.
+async fn time_events<F, Fut>(
+    maker: &mut EventMaker,
+    user: Option<&str>,
+    n: usize,
+    mut call: F,
+) -> usage_core::Result<Samples>
+where
+    F: FnMut(NewEvent) -> Fut,
+    Fut: Future<Output = usage_core::Result<()>>,
+{
     let mut s = Vec::with_capacity(n);
     for i in 0..n + 20 {
-        let e = maker.event(Utc::now());
+        let mut e = maker.event(Utc::now());
+        if let Some(u) = user {
+            e.user_id = Some(u.to_owned());
+        }
         let t = Instant::now();
-        let r = tracker.record(e).await?;
+        call(e).await?;
         let took = t.elapsed();
-        assert!(!r.duplicate);
         if i >= 20 {
             s.push(took);
         }

@@ -1679,3 +1679,68 @@ async fn counters_follow_every_insert_and_are_dropped_when_the_rollups_change() 
     store.close().await.expect("close");
     other.close().await.expect("close");
 }
+
+/// A write that reads quotas back creates the counter it lacked, inside its own transaction,
+/// so the next alert check reads one row; the amount equals what the rollups say.
+#[tokio::test]
+async fn a_write_that_reads_a_quota_back_creates_its_counter() {
+    let db = TempDb::new("read-back");
+    let store = open(db.path());
+    let now = at(NOW);
+    let q = cost_quota("q", "u", "10");
+    let watch = [(q.clone(), q.window_at(now).expect("window").range())];
+    assert_eq!(
+        raw_count(db.path(), "SELECT COUNT(*) FROM quota_counters"),
+        0
+    );
+    let (inserted, read) = store
+        .insert_and_read(&[event("a", now, "u", 250_000_000)], &watch)
+        .await
+        .expect("insert");
+    assert_eq!((inserted, read), (vec![true], vec![dec("0.25")]));
+    assert_eq!(
+        raw_count(
+            db.path(),
+            "SELECT COUNT(*) FROM quota_counters WHERE quota_id = 'q'"
+        ),
+        1
+    );
+    // A plain insert keeps the counter current; the next read matches the rollups.
+    store
+        .insert(&[event("b", now, "u", 500_000_000)])
+        .await
+        .expect("insert");
+    let (_, read) = store
+        .insert_and_read(&[event("c", now, "u", 0)], &watch)
+        .await
+        .expect("insert");
+    assert_eq!(read, vec![dec("0.75")]);
+    assert_eq!(used(&store, &q, now).await, dec("0.75"));
+    store.close().await.expect("close");
+}
+
+/// A stored quota whose window cannot be computed (a time zone this build does not know,
+/// written by another program) fails a record before anything is written.
+#[tokio::test]
+async fn a_quota_without_a_window_fails_a_record_before_it_writes() {
+    let db = TempDb::new("bad-window");
+    let store = std::sync::Arc::new(open(db.path()));
+    let mut q = cost_quota("q", "u", "10");
+    q.tz = "Mars/Base".into();
+    rusqlite::Connection::open(db.path())
+        .expect("inspect")
+        .execute(
+            "INSERT INTO quotas (id, body, updated_at_ms) VALUES ('q', ?1, 0)",
+            [serde_json::to_string(&q).expect("json")],
+        )
+        .expect("foreign quota");
+    let t = crate::Tracker::with_store(store.clone(), Default::default());
+    let e =
+        usage_core::NewEvent::new("anthropic", "claude-haiku-4-5", TokenUsage::default()).user("u");
+    match t.record(e).await {
+        Err(err) => assert!(err.to_string().contains("Mars/Base"), "{err}"),
+        Ok(r) => panic!("recorded {r:?}"),
+    }
+    assert_eq!(raw_count(db.path(), "SELECT COUNT(*) FROM events"), 0);
+    store.close().await.expect("close");
+}
