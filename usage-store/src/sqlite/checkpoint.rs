@@ -41,22 +41,25 @@ pub(super) struct Thresholds {
     pub catch_up: i32,
 }
 
-/// WAL frames after which a background checkpoint starts: the threshold SQLite's automatic
-/// checkpoint had here (~40 MB of WAL).
+/// WAL frames (one page each) after which a background checkpoint starts: the threshold
+/// SQLite's automatic checkpoint had here (~20 MB of WAL with a new store's 2 KiB pages,
+/// ~40 MB with 4 KiB). In frames, not bytes: a commit writes about as many pages at either
+/// size, so this keeps the number of commits between checkpoints.
 const START_AT: i32 = 10_000;
 
-/// WAL frames at which the writer waits for a checkpoint pass (~160 MB of WAL).
+/// WAL frames at which the writer waits for a checkpoint pass (~80 MB of WAL at 2 KiB pages,
+/// ~160 MB at 4 KiB).
 const WAIT_AT: i32 = 40_000;
 
-/// Frames left behind by a finished pass that the writer copies itself (~4 MB; or up to a
-/// quarter of what the passes copied, when that is more).
+/// Frames left behind by a finished pass that the writer copies itself (~2 MB at 2 KiB pages;
+/// or up to a quarter of what the passes copied, when that is more).
 const CATCH_UP: i32 = 1_000;
 
 /// The longest the writer waits for a pass before copying the WAL itself.
 const WAIT_AT_MOST: Duration = Duration::from_secs(10);
 
 /// How much of the WAL file is kept when it restarts (`journal_size_limit`): more than
-/// [`WAIT_AT`] frames of 4 KiB pages, so that in steady use commits overwrite the file rather
+/// [`WAIT_AT`] frames even of 4 KiB pages, so that in steady use commits overwrite the file rather
 /// than extend it (on the bench, enqueue 103-104k vs 106-108k/s, and single records after a
 /// heavy write 64-80 µs vs 61-63 µs, with 64 MiB kept against this). The file goes when the
 /// store is closed.

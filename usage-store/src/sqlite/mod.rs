@@ -252,12 +252,12 @@ fn in_place<T>(f: impl FnOnce() -> T) -> T {
 ///
 /// Every write is one `BEGIN IMMEDIATE` transaction that updates events and rollups together;
 /// reads use a pool of connections that never wait for the writer (WAL mode). A thread of the
-/// store's own copies the WAL's pages into the file (a checkpoint) every ~40 MB of WAL, so
-/// writes do not wait for that; beside the file, the `-wal` file takes up to ~192 MB under
-/// heavy writing, and is removed on close. SQLite work runs in place on a multi-thread tokio
-/// runtime (`block_in_place`: the worker's other tasks move to another thread meanwhile), on
-/// the blocking pool under a current-thread runtime. Cloning is cheap and shares the
-/// connections.
+/// store's own copies the WAL's pages into the file (a checkpoint) every 10,000 pages of WAL
+/// (~20 MB: a new store's pages are 2 KiB), so writes do not wait for that; beside the file,
+/// the `-wal` file takes up to ~80 MB under heavy writing, and is removed on close. SQLite
+/// work runs in place on a multi-thread tokio runtime (`block_in_place`: the worker's other
+/// tasks move to another thread meanwhile), on the blocking pool under a current-thread
+/// runtime. Cloning is cheap and shares the connections.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {

@@ -487,6 +487,53 @@ fn an_empty_file_or_empty_sqlite_database_is_adopted() {
     SqliteStore::open(blank.path(), SqliteOptions::default()).expect("empty database is fine");
 }
 
+fn page_size(path: &Path) -> u32 {
+    rusqlite::Connection::open(path)
+        .expect("conn")
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .expect("page_size")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_file_gets_small_pages_and_a_file_made_with_others_keeps_them() {
+    let db = TempDb::new("pages");
+    let store = open(&db);
+    store
+        .insert(&[ev("msg_a", base_ms())])
+        .await
+        .expect("insert");
+    store.close().await.expect("close");
+    assert_eq!(page_size(db.path()), super::schema::PAGE_SIZE);
+
+    // A store created by an earlier version, at SQLite's default page size.
+    let conn = rusqlite::Connection::open(db.path()).expect("conn");
+    conn.execute_batch(
+        "PRAGMA journal_mode = DELETE; PRAGMA page_size = 4096; VACUUM; PRAGMA journal_mode = WAL",
+    )
+    .expect("to 4096");
+    drop(conn);
+    assert_eq!(page_size(db.path()), 4096);
+
+    let store = open(&db);
+    assert_eq!(
+        store
+            .insert(&[ev("msg_a", base_ms()), ev("msg_b", base_ms() + 1)])
+            .await
+            .expect("insert"),
+        vec![false, true]
+    );
+    assert_eq!(
+        store
+            .scan(&Filter::default(), None, 10)
+            .await
+            .expect("scan")
+            .len(),
+        2
+    );
+    store.close().await.expect("close");
+    assert_eq!(page_size(db.path()), 4096);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicates_count_once_in_events_and_rollups() {
     let db = TempDb::new("dups");
