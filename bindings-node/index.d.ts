@@ -125,7 +125,11 @@ export declare class NativeTracker {
   verifyRollups(range?: any | undefined | null): Promise<string>
   /** Recomputes stored costs under a catalog; `{ report, run }`. */
   reprice(range: any, catalog: Catalog, dryRun: boolean, batchSize?: number | null, control?: RunControl | null, onProgress?: ((progressJson: string) => void) | null): Promise<string>
-  /** Deletes raw events before `before` (RFC 3339, a whole UTC hour), keeping rollups. */
+  /**
+   * Deletes raw events before `before` (RFC 3339, a whole UTC hour), keeping rollups, and
+   * forgets the reservations that ended before it (committed, released or expired; never an
+   * outstanding one).
+   */
   purge(before: string, batchSize?: number | null, control?: RunControl | null, onProgress?: ((progressJson: string) => void) | null): Promise<string>
   /** Recent maintenance runs, newest first. */
   runs(limit: number): Promise<string>

@@ -555,7 +555,7 @@ export class Tracker {
   rebuildRollups(range?: TimeRange, options?: RunOptions): Promise<RunRecord>
   verifyRollups(range?: TimeRange): Promise<unknown[]>
   reprice(catalog: Catalog, options?: RunOptions & { range?: TimeRange; dryRun?: boolean }): Promise<{ report: unknown; run: RunRecord }>
-  /** Deletes raw events before `before` (a whole UTC hour), keeping rollups. */
+  /** Deletes raw events before `before` (a whole UTC hour), keeping rollups, and forgets the reservations that ended before it (committed, released or expired; never an outstanding one). */
   purge(before: Instant, options?: RunOptions): Promise<RunRecord>
   runs(limit: number): Promise<RunRecord[]>
 

@@ -459,7 +459,9 @@ impl NativeTracker {
         })
     }
 
-    /// Deletes raw events before `before` (RFC 3339, a whole UTC hour), keeping rollups.
+    /// Deletes raw events before `before` (RFC 3339, a whole UTC hour), keeping rollups, and
+    /// forgets the reservations that ended before it (committed, released or expired; never an
+    /// outstanding one).
     #[napi(
         ts_args_type = "before: string, batchSize?: number | null, control?: RunControl | null, onProgress?: ((progressJson: string) => void) | null",
         ts_return_type = "Promise<string>"

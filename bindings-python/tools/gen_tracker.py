@@ -55,7 +55,7 @@ M = [
   "Every (hour, group) where rollups and raw events disagree; empty means verified."),
  ("reprice", "catalog: PriceCatalog, *, dry_run: bool, start: Optional[datetime] = None, end: Optional[datetime] = None, batch_size: Optional[int] = None", "self._n.reprice(catalog, dry_run, start, end, batch_size)", "Tuple[RepriceReport, RunRecord]", "(_build(RepriceReport, r['report']), _build(RunRecord, r['run']))",
   "Recomputes stored costs under ``catalog`` (``dry_run``: report only)."),
- ("purge", "before: datetime, *, batch_size: Optional[int] = None", "self._n.purge(before, batch_size)", "RunRecord", "_build(RunRecord, r)", "Deletes raw events before ``before``, keeping rollups."),
+ ("purge", "before: datetime, *, batch_size: Optional[int] = None", "self._n.purge(before, batch_size)", "RunRecord", "_build(RunRecord, r)", "Deletes raw events before ``before``, keeping rollups, and forgets the reservations that ended before it (committed, released or expired; never an outstanding one)."),
  ("runs", "limit: int = 20", "self._n.runs(limit)", "List[RunRecord]", "[_build(RunRecord, x) for x in r]", "Recent maintenance runs, newest first."),
  ("set_quota", "id: str, *, subject: SubjectLike, metric: str, limit: MoneyLike, window: WindowLike, tz: Optional[str] = None, hard: Optional[bool] = None, thresholds: Optional[Iterable[Tuple[str, MoneyLike]]] = None",
   "self._n.set_quota(id, _subject(subject), metric, limit, _window(window), tz, hard, None if thresholds is None else list(thresholds))", "Quota", "_build(Quota, r)",

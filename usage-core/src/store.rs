@@ -356,7 +356,9 @@ pub trait Store: QuotaStore + Send + Sync + fmt::Debug {
         opts: &RunOptions,
     ) -> Result<(RepriceReport, RunRecord)>;
 
-    /// Deletes raw events before `before` (a whole UTC hour), keeping rollups.
+    /// Deletes raw events before `before` (a whole UTC hour), keeping rollups, and forgets the
+    /// reservations that ended before it (committed or released, or expired while held; never
+    /// one whose hold is still outstanding), which are then unknown to commit and release.
     async fn purge(&self, before: DateTime<Utc>, opts: &RunOptions) -> Result<RunRecord>;
 
     /// The most recent maintenance runs, newest first.
@@ -512,8 +514,9 @@ pub trait QuotaStore: Send + Sync {
     /// Records `events` (as [`Store::insert`]) and drops the reservation's holds in one
     /// transaction. Idempotent: committing an already committed reservation changes nothing
     /// and returns `false` for every event. Committing a released one, or an unknown id, is an
-    /// error ([`crate::Error::InvalidArgument`] / [`crate::Error::NotFound`]). An expired hold
-    /// can still be committed: its events are recorded.
+    /// error ([`crate::Error::InvalidArgument`] / [`crate::Error::NotFound`]; a reservation that
+    /// a [`Store::purge`] forgot is unknown). An expired hold can still be committed: its
+    /// events are recorded.
     async fn commit_reservation(&self, id: &str, events: &[UsageEvent]) -> Result<Vec<bool>>;
 
     /// [`commit_reservation`](QuotaStore::commit_reservation), then [`used`](QuotaStore::used)

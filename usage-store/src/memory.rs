@@ -592,6 +592,8 @@ impl Store for MemoryStore {
             ));
         }
         let started = Utc::now();
+        // The quota state first, then the events, as `commit_reservation` takes them.
+        let mut q = self.quota_state()?;
         let mut g = self
             .inner
             .write()
@@ -620,6 +622,13 @@ impl Store for MemoryStore {
             g.ids.remove(&k.1);
             g.events.remove(&k);
         }
+        // The reservations that ended (were committed or released, or expired while held)
+        // before the cut, or before now if that is earlier: no outstanding hold goes.
+        let reservations = q.reservations.len();
+        let ended_by = before.min(started);
+        q.reservations
+            .retain(|_, r| r.finished_at.unwrap_or(r.expires_at) >= ended_by);
+        let reservations = reservations - q.reservations.len();
         g.purged_before = Some(g.purged_before.map_or(before, |p| p.max(before)));
         opts.report(n, Some(n));
         Ok(g.log(
@@ -628,7 +637,9 @@ impl Store for MemoryStore {
             started,
             n,
             RunOutcome::Succeeded,
-            None,
+            Some(format!(
+                "deleted {n} raw events and {reservations} reservations that had ended"
+            )),
         ))
     }
 
@@ -683,6 +694,8 @@ fn clip(range: Option<TimeRange>, horizon: Option<DateTime<Utc>>) -> Option<Time
 struct MemReservation {
     state: ReservationState,
     expires_at: DateTime<Utc>,
+    /// When it was committed or released.
+    finished_at: Option<DateTime<Utc>>,
     holds: Vec<(String, Decimal)>,
 }
 
@@ -823,6 +836,7 @@ impl QuotaStore for MemoryStore {
             MemReservation {
                 state: ReservationState::Held,
                 expires_at: req.expires_at,
+                finished_at: None,
                 holds: req
                     .holds
                     .iter()
@@ -857,6 +871,7 @@ impl QuotaStore for MemoryStore {
                 let inserted = self.insert_now(events)?;
                 if let Some(r) = q.reservations.get_mut(id) {
                     r.state = ReservationState::Committed;
+                    r.finished_at = Some(Utc::now());
                 }
                 Ok(inserted)
             }
@@ -871,6 +886,7 @@ impl QuotaStore for MemoryStore {
         })?;
         if r.state == ReservationState::Held {
             r.state = ReservationState::Released;
+            r.finished_at = Some(Utc::now());
             return Ok(true);
         }
         Ok(false)

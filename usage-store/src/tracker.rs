@@ -538,7 +538,8 @@ impl Tracker {
             .await
     }
 
-    /// Deletes raw events before `before`, keeping rollups.
+    /// Deletes raw events before `before`, keeping rollups, and forgets the reservations that
+    /// ended before it (committed, released or expired; never an outstanding one).
     pub async fn purge(&self, before: DateTime<Utc>, opts: &RunOptions) -> Result<RunRecord> {
         self.admin("purge")?;
         self.shared.store.purge(before, opts).await

@@ -68,6 +68,7 @@ macro_rules! conformance_tests {
                 reprice::reprice_dry_run_then_real,
                 reprice::cancelled_runs_change_nothing,
                 purge::purge_keeps_rollup_totals,
+                purge::purge_forgets_reservations_that_ended,
                 export::csv_and_jsonl_round_trip,
                 scoping::user_scope_sees_only_its_user,
                 scoping::tag_scope_sees_only_its_tag,

@@ -352,7 +352,7 @@ class Tracker(_Common):
         return (_build(RepriceReport, r['report']), _build(RunRecord, r['run']))
 
     def purge(self, before: datetime, *, batch_size: Optional[int] = None) -> RunRecord:
-        """Deletes raw events before ``before``, keeping rollups."""
+        """Deletes raw events before ``before``, keeping rollups, and forgets the reservations that ended before it (committed, released or expired; never an outstanding one)."""
         r = self._n.purge(before, batch_size)
         return _build(RunRecord, r)
 
@@ -537,7 +537,7 @@ class AsyncTracker(_Common):
         return (_build(RepriceReport, r['report']), _build(RunRecord, r['run']))
 
     async def purge(self, before: datetime, *, batch_size: Optional[int] = None) -> RunRecord:
-        """Deletes raw events before ``before``, keeping rollups."""
+        """Deletes raw events before ``before``, keeping rollups, and forgets the reservations that ended before it (committed, released or expired; never an outstanding one)."""
         r = await self._n.purge(before, batch_size)
         return _build(RunRecord, r)
 

@@ -180,6 +180,7 @@ async fn purge_tx(pool: &PgPool, cut: i64, opts: &RunOptions, done: &mut u64) ->
             detail: None,
         });
     }
+    let reservations = forget_reservations(&mut tx, cut.min(Utc::now().timestamp_millis())).await?;
     sqlx::query(
         "INSERT INTO meta (key, value) VALUES ('purged_before_ms', $1)
          ON CONFLICT (key) DO UPDATE SET value = GREATEST(meta.value::BIGINT, EXCLUDED.value::BIGINT)::TEXT",
@@ -192,8 +193,46 @@ async fn purge_tx(pool: &PgPool, cut: i64, opts: &RunOptions, done: &mut u64) ->
     Ok(Ended {
         outcome: RunOutcome::Succeeded,
         rows: *done,
-        detail: None,
+        detail: Some(format!(
+            "deleted {done} raw events and {reservations} reservations that had ended",
+            done = *done
+        )),
     })
+}
+
+/// Deletes the reservations that ended before `cut` (at most now, so that no outstanding hold
+/// goes: committed or released before it, or still held but expired before it) with their
+/// holds; returns how many. Commits and releases stamp their end with the app's clock, as
+/// `cut` is. Their rows are
+/// locked first, as a commit or release locks its reservation before its holds, so a
+/// concurrent commit of one of them waits (and then finds it gone) or is waited for (and
+/// then it ended after the cut, and stays).
+async fn forget_reservations(tx: &mut sqlx::PgConnection, cut: i64) -> Result<u64> {
+    let op = "purge";
+    sqlx::query(
+        "SELECT count(*) FROM (SELECT 1 FROM reservations
+         WHERE COALESCE(finished_at_ms, expires_at_ms) < $1 FOR UPDATE) AS l",
+    )
+    .bind(cut)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err(op))?;
+    sqlx::query(
+        "DELETE FROM holds WHERE reservation_id IN (SELECT id FROM reservations
+         WHERE COALESCE(finished_at_ms, expires_at_ms) < $1)",
+    )
+    .bind(cut)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err(op))?;
+    let n =
+        sqlx::query("DELETE FROM reservations WHERE COALESCE(finished_at_ms, expires_at_ms) < $1")
+            .bind(cut)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err(op))?
+            .rows_affected();
+    Ok(n)
 }
 
 /// Blocks inserts and other maintenance runs until the transaction ends, so the rollups being

@@ -171,7 +171,8 @@ fn cancelled<T>(rows: u64, total: u64, value: T) -> Done<T> {
     }
 }
 
-/// Deletes raw events before `before_ms` (rollups stay) and moves the purge horizon.
+/// Deletes raw events before `before_ms` (rollups stay) and the reservations that ended
+/// before it, and moves the purge horizon.
 pub(super) fn purge(
     conn: &mut Connection,
     before_ms: i64,
@@ -207,6 +208,7 @@ pub(super) fn purge(
         done += n as u64;
         opts.report(done, Some(total));
     }
+    let reservations = forget_reservations(&tx, before_ms.min(ms(Utc::now())))?;
     let horizon = purged_before_ms(&tx)?.map_or(before_ms, |old| old.max(before_ms));
     tx.execute(
         "INSERT INTO meta (key, value) VALUES ('purged_before_ms', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -219,11 +221,29 @@ pub(super) fn purge(
         outcome: RunOutcome::Succeeded,
         rows: done,
         detail: Some(format!(
-            "deleted {done} raw events; raw events now start at {}",
+            "deleted {done} raw events and {reservations} reservations that had ended; raw events now start at {}",
             horizon.to_rfc3339()
         )),
         value: (),
     })
+}
+
+/// Deletes the reservations that ended before `cut_ms` (at most now, so that no outstanding
+/// hold goes): committed or released before it, or still held but expired before it (with
+/// their holds, which no longer count). Returns how many. Both tables are scanned: this runs
+/// once per purge, not per write, and an index on the end would cost every reserve and
+/// commit a page.
+fn forget_reservations(tx: &Connection, cut_ms: i64) -> Result<u64, Fail> {
+    // A hold row exists only while its reservation is held, so these are exactly the holds
+    // of the held reservations deleted below.
+    tx.prepare_cached("DELETE FROM holds WHERE expires_at_ms < ?1")?
+        .execute([cut_ms])?;
+    let n = tx
+        .prepare_cached(
+            "DELETE FROM reservations WHERE COALESCE(finished_at_ms, expires_at_ms) < ?1",
+        )?
+        .execute([cut_ms])?;
+    Ok(n as u64)
 }
 
 /// The statements that add the rollups of the raw events in `[?1, ?2)`.

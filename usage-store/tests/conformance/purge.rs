@@ -1,10 +1,14 @@
 //! Purge: raw events before a whole hour are deleted, and every answer the rollups give is
-//! unchanged; an instant that is not a whole hour is refused.
+//! unchanged; an instant that is not a whole hour is refused. Reservations that ended before
+//! it are forgotten, outstanding ones never.
 
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
 use usage_core::Error;
 use usage_core::event::UsageEvent;
 use usage_core::query::{Dimension, Filter, Query, TimeRange};
-use usage_core::store::{RunKind, RunOptions, RunOutcome};
+use usage_core::quota::{Quota, QuotaMetric, Subject, Window};
+use usage_core::store::{HoldRequest, ReserveRequest, RunKind, RunOptions, RunOutcome};
 
 use super::backend::Backend;
 use super::check::Check;
@@ -115,4 +119,107 @@ pub async fn purge_keeps_rollup_totals(b: &Backend) {
         Some((RunKind::Purge, RunOutcome::Succeeded)),
     );
     c.finish();
+}
+
+/// Purge also forgets the reservations that ended before its cut (committed or released, or
+/// expired while held), and never an outstanding one, even when the cut is later than now: a
+/// forgotten reservation is unknown afterwards, a kept one commits as before.
+pub async fn purge_forgets_reservations_that_ended(b: &Backend) {
+    let mut c = Check::new(b.label(), "purge_forgets_reservations_that_ended");
+    let s = &*b.store;
+    let q = Quota::new(
+        "everyone",
+        Subject::Global,
+        QuotaMetric::Requests,
+        100,
+        Window::Lifetime,
+    );
+    s.put_quota(&q).await.expect("put quota");
+    let now = Utc::now();
+    let reserve = |id: &str, now: DateTime<Utc>, ttl_minutes: i64| ReserveRequest {
+        id: id.to_owned(),
+        holds: vec![HoldRequest {
+            range: q.window_at(now).expect("window").range(),
+            quota: q.clone(),
+            amount: Decimal::ONE,
+        }],
+        now,
+        expires_at: now + Duration::minutes(ttl_minutes),
+    };
+    for r in [
+        reserve("committed", now, 10),
+        reserve("released", now, 10),
+        reserve("outstanding", now, 10),
+        reserve("expired", now - Duration::hours(2), 60),
+    ] {
+        s.reserve(&r).await.expect("reserve");
+    }
+    s.commit_reservation("committed", &[])
+        .await
+        .expect("commit");
+    c.eq(
+        "release",
+        s.release_reservation("released").await.expect("release"),
+        true,
+    );
+
+    // A cut before all of them forgets none.
+    t_purge(b, at("2000-01-01T00:00:00Z")).await;
+    c.eq(
+        "commit again after a purge before it ended",
+        s.commit_reservation("committed", &[])
+            .await
+            .expect("commit"),
+        Vec::<bool>::new(),
+    );
+
+    // A cut two hours ahead: everything that ended by now goes, the outstanding hold stays.
+    let ahead = DateTime::from_timestamp_millis(
+        (now.timestamp_millis().div_euclid(3_600_000) + 2) * 3_600_000,
+    )
+    .expect("hour");
+    t_purge(b, ahead).await;
+    for id in ["committed", "expired"] {
+        c.that(
+            format!("commit `{id}` after the purge is NotFound"),
+            matches!(
+                s.commit_reservation(id, &[]).await,
+                Err(Error::NotFound { .. })
+            ),
+        );
+    }
+    c.that(
+        "release `released` after the purge is NotFound",
+        matches!(
+            s.release_reservation("released").await,
+            Err(Error::NotFound { .. })
+        ),
+    );
+    c.eq(
+        "the outstanding hold still counts",
+        s.held("everyone", Utc::now()).await.expect("held"),
+        Decimal::ONE,
+    );
+    c.eq(
+        "the outstanding reservation commits",
+        s.commit_reservation("outstanding", &[])
+            .await
+            .expect("commit"),
+        Vec::<bool>::new(),
+    );
+    c.eq(
+        "nothing is held after it",
+        s.held("everyone", Utc::now()).await.expect("held"),
+        Decimal::ZERO,
+    );
+    c.finish();
+}
+
+async fn t_purge(b: &Backend, cut: DateTime<Utc>) {
+    let rec = b
+        .tracker()
+        .purge(cut, &RunOptions::default())
+        .await
+        .expect("purge");
+    assert_eq!(rec.outcome, RunOutcome::Succeeded, "{rec:?}");
 }
