@@ -200,13 +200,12 @@ async fn purge_tx(pool: &PgPool, cut: i64, opts: &RunOptions, done: &mut u64) ->
     })
 }
 
-/// Deletes the reservations that ended before `cut` (at most now, so that no outstanding hold
-/// goes: committed or released before it, or still held but expired before it) with their
-/// holds; returns how many. Commits and releases stamp their end with the app's clock, as
-/// `cut` is. Their rows are
-/// locked first, as a commit or release locks its reservation before its holds, so a
-/// concurrent commit of one of them waits (and then finds it gone) or is waited for (and
-/// then it ended after the cut, and stays).
+/// Deletes the reservations that ended before `cut` (committed or released before it, or still
+/// held but expired before it) with their holds; returns how many. The caller caps `cut` at
+/// now, so that no outstanding hold goes; commits and releases stamp their end with the app's
+/// clock, as `cut` is. The rows are locked first, as a commit or release locks its reservation
+/// before its holds, so a concurrent commit of one of them waits (and then finds it gone) or
+/// is waited for (and then it ended after the cut, and stays).
 async fn forget_reservations(tx: &mut sqlx::PgConnection, cut: i64) -> Result<u64> {
     let op = "purge";
     sqlx::query(

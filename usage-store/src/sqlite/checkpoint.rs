@@ -59,10 +59,10 @@ const CATCH_UP: i32 = 1_000;
 const WAIT_AT_MOST: Duration = Duration::from_secs(10);
 
 /// How much of the WAL file is kept when it restarts (`journal_size_limit`): more than
-/// [`WAIT_AT`] frames even of 4 KiB pages, so that in steady use commits overwrite the file rather
-/// than extend it (on the bench, enqueue 103-104k vs 106-108k/s, and single records after a
-/// heavy write 64-80 µs vs 61-63 µs, with 64 MiB kept against this). The file goes when the
-/// store is closed.
+/// [`WAIT_AT`] frames even of 4 KiB pages, so that in steady use commits overwrite the file
+/// rather than extend it (on the bench, enqueue 103-104k vs 106-108k/s, and single records
+/// after a heavy write 64-80 µs vs 61-63 µs, with 64 MiB kept against this). The file goes
+/// when the store is closed.
 pub(super) const WAL_KEPT_BYTES: i64 = 192 * 1024 * 1024;
 
 impl Default for Thresholds {

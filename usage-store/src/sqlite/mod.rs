@@ -259,6 +259,12 @@ fn in_place<T>(f: impl FnOnce() -> T) -> T {
 /// tasks move to another thread meanwhile), on the blocking pool under a current-thread
 /// runtime. Cloning is cheap and shares the connections.
 ///
+/// A new file uses 2 KiB pages rather than SQLite's 4 KiB: a commit rewrites one page of every
+/// b-tree it touches, so smaller pages write less (a single record ~13% faster on the bench).
+/// A file made by an earlier version keeps its pages; to convert one, with every store on it
+/// closed: `PRAGMA journal_mode = DELETE; PRAGMA page_size = 2048; VACUUM; PRAGMA journal_mode
+/// = WAL` (the `VACUUM` rewrites the whole file and needs as much free space again).
+///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use usage_core::store::Store;
