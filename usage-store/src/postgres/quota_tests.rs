@@ -336,6 +336,52 @@ async fn reservations_on_overlapping_quotas_in_any_order_do_not_deadlock() {
     assert_eq!(used(&servers[1], &quotas[0], now).await, usd("1.80"));
 }
 
+/// A purge forgetting expired reservations while another server commits them: each commit
+/// either lands or finds its reservation gone, and neither side deadlocks (the purge locks the
+/// reservations before their holds, as a commit does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_purge_and_commits_of_the_reservations_it_forgets_do_not_deadlock() {
+    let Some(db) = TestDb::new() else { return };
+    let servers = [db.open(4).await, db.open(24).await];
+    let q = cost_quota("q", "1000");
+    servers[0].put_quota(&q).await.expect("put quota");
+    for round in 0..4 {
+        let then = Utc::now() - chrono::Duration::hours(2);
+        let ids: Vec<String> = (0..40).map(|i| format!("r-{round}-{i}")).collect();
+        for id in &ids {
+            let holds = vec![hold(&q, then, usd("0.01"))];
+            servers[0]
+                .reserve(&request(id, then, 60, holds))
+                .await
+                .expect("reserve");
+        }
+        let committer = servers[1].clone();
+        let commits: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (store, id) = (committer.clone(), id.clone());
+                tokio::spawn(async move { store.commit_reservation(&id, &[]).await })
+            })
+            .collect();
+        let ahead = Utc::now() + chrono::Duration::hours(2);
+        let cut = DateTime::from_timestamp_millis(
+            ahead.timestamp_millis().div_euclid(3_600_000) * 3_600_000,
+        )
+        .expect("hour");
+        let purged = servers[0]
+            .purge(cut, &usage_core::store::RunOptions::default())
+            .await
+            .expect("purge");
+        assert_eq!(purged.outcome, usage_core::store::RunOutcome::Succeeded);
+        for c in commits {
+            match c.await.expect("task") {
+                Ok(_) | Err(Error::NotFound { .. }) => {}
+                Err(e) => panic!("round {round}: a commit failed: {e}"),
+            }
+        }
+    }
+}
+
 /// Reserve and commit wait for the quota's advisory lock, under the documented key (so
 /// servers running different builds still exclude each other); release needs no lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
