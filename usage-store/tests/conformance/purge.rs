@@ -164,7 +164,7 @@ pub async fn purge_forgets_reservations_that_ended(b: &Backend) {
     );
 
     // A cut before all of them forgets none.
-    t_purge(b, at("2000-01-01T00:00:00Z")).await;
+    purge_succeeds(b, at("2000-01-01T00:00:00Z")).await;
     c.eq(
         "commit again after a purge before it ended",
         s.commit_reservation("committed", &[])
@@ -178,7 +178,7 @@ pub async fn purge_forgets_reservations_that_ended(b: &Backend) {
         (now.timestamp_millis().div_euclid(3_600_000) + 2) * 3_600_000,
     )
     .expect("hour");
-    t_purge(b, ahead).await;
+    purge_succeeds(b, ahead).await;
     for id in ["committed", "expired"] {
         c.that(
             format!("commit `{id}` after the purge is NotFound"),
@@ -215,7 +215,8 @@ pub async fn purge_forgets_reservations_that_ended(b: &Backend) {
     c.finish();
 }
 
-async fn t_purge(b: &Backend, cut: DateTime<Utc>) {
+/// Purges before `cut` through the tracker, and checks the run succeeded.
+async fn purge_succeeds(b: &Backend, cut: DateTime<Utc>) {
     let rec = b
         .tracker()
         .purge(cut, &RunOptions::default())
