@@ -288,8 +288,9 @@ pub trait Store: QuotaStore + Send + Sync + fmt::Debug {
     fn backend(&self) -> &'static str;
 
     /// How many [`insert`](Store::insert)s the batched writer may run at once to good effect
-    /// (default 1). A store whose writes take one lock in turn (SQLite, memory) gains nothing
-    /// from more; a server database can index one batch while it writes another.
+    /// (default 1). A server database can index one batch while it writes another; a store
+    /// whose writes take one lock in turn can prepare one batch (check it, sum its rollup
+    /// cells) while another holds the lock, or, like the memory store, gain nothing.
     fn concurrent_inserts(&self) -> usize {
         1
     }

@@ -5,10 +5,14 @@
 //! (at most `max_queue` events, at which point `enqueue` waits for the writer).
 //!
 //! Writes run one at a time, or as many at once as the store says it can use
-//! ([`Store::concurrent_inserts`]: two on PostgreSQL). A flush waits for every write running
-//! before it, so it still reports on everything queued before it. An id queued twice is
-//! stored once either way; with two writes at once, the copy stored is the one whose batch
-//! commits first, not always the one queued first.
+//! ([`Store::concurrent_inserts`]: two on SQLite, where one batch is prepared while the other
+//! holds the write lock, and on PostgreSQL). While a write runs, the next starts only once
+//! `max_write` events are queued (or a flush, the flush interval or closing asks for it), so
+//! that under load the events arriving meanwhile make one large write rather than several
+//! small ones. A flush waits for every write running before it, so it still reports on
+//! everything queued before it. An id queued twice is stored once either way; with two writes
+//! at once, the copy stored is the one whose batch commits first, not always the one queued
+//! first.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,11 +27,12 @@ use usage_core::{Error, Result};
 /// Batched-writer settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchOptions {
-    /// Queued events that start a write (default 1,000).
+    /// Queued events that start a write when none is running (default 1,000).
     pub max_batch: usize,
-    /// Most events one write takes when more are already queued (default 20,000). Larger
-    /// writes share a transaction's cost among more events; the events still queued are
-    /// what a crash can lose.
+    /// Most events one write takes when more are already queued (default 20,000), and the
+    /// queued events that start a write beside one still running. Larger writes share a
+    /// transaction's cost among more events; the events still queued are what a crash can
+    /// lose.
     pub max_write: usize,
     /// Longest an event waits before it is written (default 200 ms).
     pub flush_interval: Duration,
@@ -138,10 +143,11 @@ impl BatchWriter {
                         let due = *deadline.get_or_insert_with(|| {
                             tokio::time::Instant::now() + opts.flush_interval
                         });
+                        let running = lanes as usize - 1 - slots.available_permits();
                         let ready = q.closed
                             || !q.flushes.is_empty()
-                            || q.events.len() >= opts.max_batch
-                            || tokio::time::Instant::now() >= due;
+                            || tokio::time::Instant::now() >= due
+                            || enough(q.events.len(), &opts, max_write, running);
                         if ready {
                             // Under load, one write takes what else is already queued (up to
                             // `max_write`): a commit's fixed cost and its index pages are then
@@ -184,9 +190,12 @@ impl BatchWriter {
                 };
                 if flushes.is_empty() && !last {
                     let (store, after, errors) = (store.clone(), after.clone(), errors.clone());
+                    let done = task.clone();
                     tokio::spawn(async move {
                         write(&*store, &after, &mut batch, &errors, &mut flushes).await;
                         drop(slot);
+                        // What queued up meanwhile may be waiting for this write to end.
+                        done.wake.notify_one();
                     });
                     continue;
                 }
@@ -236,8 +245,9 @@ impl BatchWriter {
         q.events.push(e);
         let n = q.events.len();
         drop(q);
-        // The first event starts the batch's clock; a full batch is written now.
-        if n == 1 || n == self.opts.max_batch {
+        // The first event starts the batch's clock; a full batch is written now, and a full
+        // write is started beside one already running.
+        if n == 1 || n == self.opts.max_batch || n == self.opts.max_write {
             self.shared.wake.notify_one();
         }
         Ok(())
@@ -263,6 +273,15 @@ impl BatchWriter {
     pub(crate) fn take_error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|mut e| e.take())
     }
+}
+
+/// Whether `queued` events make a write worth starting, with `running` writes under way: once
+/// `max_batch` are queued when none runs; while one does, only once a whole `max_write` are.
+/// The events arriving during a write then make one large write after it rather than several
+/// small ones (a commit rewrites a page of every b-tree it touches, so a small one costs more
+/// per event), and a full write is prepared while the other one commits.
+fn enough(queued: usize, opts: &BatchOptions, max_write: usize, running: usize) -> bool {
+    queued >= opts.max_batch && (running == 0 || queued >= max_write)
 }
 
 async fn write(
@@ -313,5 +332,27 @@ async fn write(
                 .clone()
                 .map_err(|m| Error::store("writer", "flush", m)),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BatchOptions, enough};
+
+    #[test]
+    fn a_write_starts_at_max_batch_or_beside_another_at_max_write() {
+        let opts = BatchOptions {
+            max_batch: 100,
+            max_write: 1_000,
+            ..Default::default()
+        };
+        // Nothing running: a batch's worth starts one.
+        assert!(!enough(99, &opts, 1_000, 0));
+        assert!(enough(100, &opts, 1_000, 0));
+        // One running: the queue waits for it, unless a whole write is waiting.
+        assert!(!enough(100, &opts, 1_000, 1));
+        assert!(!enough(999, &opts, 1_000, 1));
+        assert!(enough(1_000, &opts, 1_000, 1));
+        assert!(enough(5_000, &opts, 1_000, 1));
     }
 }

@@ -27,7 +27,8 @@ use rust_decimal::Decimal;
 use usage_benches::cli::{Args, Backend, Durability};
 use usage_benches::dataset::{self, EventMaker};
 use usage_benches::stats::{
-    Row, Samples, Target, fmt_count, fmt_duration, machine, proc_status_kib, reset_peak_rss, table,
+    Row, Samples, Target, fmt_count, fmt_duration, machine, proc_status_kib, process_cpu_time,
+    reset_peak_rss, table,
 };
 use usage_core::NewEvent;
 use usage_core::query::{Bucket, Dimension, Filter, Metric, Period, TimeRange};
@@ -362,15 +363,20 @@ impl Bench {
         // The batched writer (`enqueue`, then `flush`), as an app recording in the background
         // does: 50,000 fresh events queued as fast as they come, timed until all are durable.
         let mut queued = Vec::new();
+        let mut cpu = Vec::new();
         for _ in 0..3 {
             let now = Utc::now();
             let events: Vec<_> = (0..50_000).map(|_| maker.event(now)).collect();
+            let cpu_before = process_cpu_time();
             let t = Instant::now();
             for e in events {
                 self.tracker.enqueue(e).await?;
             }
             self.tracker.flush().await?;
             queued.push(t.elapsed());
+            if let (Some(a), Some(b)) = (cpu_before, process_cpu_time()) {
+                cpu.push((b - a) / 50_000);
+            }
         }
         self.push(
             "enqueue 50,000 fresh events, then flush",
@@ -379,6 +385,17 @@ impl Bench {
             Some(50_000.0),
             "batched writer, default options".into(),
         );
+        if !cpu.is_empty() {
+            // What the elapsed time is made of, steadier than it on a shared machine: the
+            // writer's work is most of it (the enqueue loop runs beside it on the other core).
+            self.push(
+                "enqueue: CPU time of the process per event",
+                Target::None,
+                Samples(cpu),
+                None,
+                "all threads, user + system (10 ms ticks)".into(),
+            );
+        }
         self.push(
             "record_many, the same 1,000 again (all duplicates)",
             Target::None,

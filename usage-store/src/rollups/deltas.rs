@@ -61,6 +61,32 @@ impl<'a> Deltas<'a> {
     }
 }
 
+/// A batch's rollup changes laid out for writing: every table's cells, each in key order.
+pub(crate) struct BatchCells<'a> {
+    /// `rollup_events`' cells.
+    pub events: BTreeMap<EventCell<'a>, Sums>,
+    /// The cells of each of [`DERIVED`](super::DERIVED), in its order.
+    pub derived: Vec<BTreeMap<DerivedCell<'a>, Sums>>,
+    /// `rollup_tags`' cells.
+    pub tags: Vec<(TagCell<'a>, Sums)>,
+}
+
+impl<'a> Deltas<'a> {
+    /// Every table's cells, the derived tables' summed from the base cells.
+    pub(crate) fn cells(&self) -> BatchCells<'a> {
+        let events = self.events();
+        let derived = super::DERIVED
+            .iter()
+            .map(|table| derive(table, &events))
+            .collect();
+        BatchCells {
+            events,
+            derived,
+            tags: self.tags(),
+        }
+    }
+}
+
 /// Sums base cells into `table`'s cells, in key order.
 pub(crate) fn derive<'a>(
     table: &RollupTable,

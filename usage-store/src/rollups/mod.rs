@@ -14,7 +14,9 @@ use usage_core::query::{Dimension, Filter};
 mod deltas;
 mod sums;
 
-pub(crate) use deltas::{Deltas, derive};
+#[cfg(feature = "postgres")]
+pub(crate) use deltas::derive;
+pub(crate) use deltas::{BatchCells, Deltas};
 pub(crate) use sums::{Sums, int, nanos};
 
 pub(crate) const HOUR_MS: i64 = 3_600_000;

@@ -93,6 +93,8 @@ pub(super) struct EventRow<'a> {
     pub latency_ms: Option<i64>,
     pub duration_ms: Option<i64>,
     pub sums: Sums,
+    /// The tags as a canonical JSON object (a BTreeMap serialises with sorted keys).
+    pub tags_json: String,
 }
 
 impl<'a> EventRow<'a> {
@@ -162,12 +164,8 @@ impl<'a> EventRow<'a> {
             latency_ms,
             duration_ms,
             sums,
+            tags_json: serde_json::to_string(&e.tags).unwrap_or_else(|_| "{}".to_owned()),
         })
-    }
-
-    /// Tags as a canonical JSON object (a BTreeMap serialises with sorted keys).
-    pub fn tags_json(&self) -> String {
-        serde_json::to_string(&self.e.tags).unwrap_or_else(|_| "{}".to_owned())
     }
 
     /// The values of [`EVENT_COLS`], in order.
@@ -202,7 +200,7 @@ impl<'a> EventRow<'a> {
         stmt.raw_bind_parameter(33, ctx.inference_geo.as_deref())?;
         stmt.raw_bind_parameter(34, ctx.platform.map(|p| p.as_str()))?;
         stmt.raw_bind_parameter(35, ctx.deployment.map(|d| d.as_str()))?;
-        stmt.raw_bind_parameter(36, self.tags_json())?;
+        stmt.raw_bind_parameter(36, self.tags_json.as_str())?;
         Ok(())
     }
 }

@@ -91,37 +91,80 @@ pub(super) fn lookup_sql(cols: &str) -> String {
     )
 }
 
-/// For each of `ids` (whose hashes are `hashes`), whether an event with that id is stored:
-/// one statement for a whole batch, walking the hashes in key order, where a statement per id
-/// would open four cursors per event (a single event costs the same either way). A stored
-/// event whose id merely shares a hash is not a match.
-pub(super) fn stored(conn: &Connection, ids: &[&str], hashes: &[i64]) -> Result<Vec<bool>, Fail> {
-    // Positions in the batch, by hash: the statement's matches are looked up here.
-    let mut by_hash: Vec<usize> = (0..ids.len()).collect();
-    by_hash.sort_unstable_by_key(|&i| hashes[i]);
-    let mut list: Vec<Value> = by_hash.iter().map(|&i| Value::Integer(hashes[i])).collect();
-    list.dedup();
-    // CROSS JOIN keeps the list the outer loop: one seek per hash into each id table.
-    let mut stmt = conn.prepare_cached(
-        "SELECT i.h, e.id FROM rarray(?1) AS a CROSS JOIN event_ids_recent AS i ON i.h = a.value
-         JOIN events AS e ON e.seq = i.seq
-         UNION ALL
-         SELECT i.h, e.id FROM rarray(?1) AS a CROSS JOIN event_ids AS i ON i.h = a.value
-         JOIN events AS e ON e.seq = i.seq",
-    )?;
-    let mut found = vec![false; ids.len()];
-    let mut rows = stmt.query([Rc::new(list)])?;
-    while let Some(row) = rows.next()? {
-        let h: i64 = row.get(0)?;
-        let id = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
-        let first = by_hash.partition_point(|&i| hashes[i] < h);
-        for &i in by_hash[first..].iter().take_while(|&&i| hashes[i] == h) {
-            if ids[i] == id {
-                found[i] = true;
-            }
+/// A batch's ids with their hashes, and the hashes sorted for [`Lookup::stored`]: made before
+/// the write lock is taken.
+pub(super) struct Lookup<'a> {
+    ids: Vec<&'a str>,
+    hashes: Vec<i64>,
+    /// Positions in the batch, by hash: the lookup's matches are found here.
+    by_hash: Vec<usize>,
+    /// Per id, whether an earlier one of the batch has the same id (a duplicate, whatever
+    /// the store holds: the first one wins).
+    repeated: Vec<bool>,
+    /// The distinct hashes, in order, as `rarray` takes them.
+    list: Rc<Vec<Value>>,
+}
+
+impl<'a> Lookup<'a> {
+    pub(super) fn new(ids: Vec<&'a str>) -> Lookup<'a> {
+        let hashes: Vec<i64> = ids.iter().map(|id| hash(id)).collect();
+        let mut by_hash: Vec<usize> = (0..ids.len()).collect();
+        // Equal ids next to each other, the first of them first (ids are compared only
+        // where hashes are equal).
+        by_hash.sort_unstable_by_key(|&i| (hashes[i], ids[i], i));
+        let mut repeated = vec![false; ids.len()];
+        for pair in by_hash.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            repeated[b] = hashes[a] == hashes[b] && ids[a] == ids[b];
+        }
+        let mut list: Vec<Value> = by_hash.iter().map(|&i| Value::Integer(hashes[i])).collect();
+        list.dedup();
+        Lookup {
+            ids,
+            hashes,
+            by_hash,
+            repeated,
+            list: Rc::new(list),
         }
     }
-    Ok(found)
+
+    /// Each id's hash, and whether an earlier id of the batch is the same, in the batch's
+    /// order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (i64, bool)> + '_ {
+        self.hashes
+            .iter()
+            .copied()
+            .zip(self.repeated.iter().copied())
+    }
+
+    /// For each id, whether an event with that id is stored: one statement for a whole
+    /// batch, walking the hashes in key order, where a statement per id would open four
+    /// cursors per event (a single event costs the same either way). A stored event whose id
+    /// merely shares a hash is not a match.
+    pub(super) fn stored(&self, conn: &Connection) -> Result<Vec<bool>, Fail> {
+        // CROSS JOIN keeps the list the outer loop: one seek per hash into each id table.
+        let mut stmt = conn.prepare_cached(
+            "SELECT i.h, e.id FROM rarray(?1) AS a CROSS JOIN event_ids_recent AS i ON i.h = a.value
+             JOIN events AS e ON e.seq = i.seq
+             UNION ALL
+             SELECT i.h, e.id FROM rarray(?1) AS a CROSS JOIN event_ids AS i ON i.h = a.value
+             JOIN events AS e ON e.seq = i.seq",
+        )?;
+        let (ids, hashes, by_hash) = (&self.ids, &self.hashes, &self.by_hash);
+        let mut found = vec![false; ids.len()];
+        let mut rows = stmt.query([self.list.clone()])?;
+        while let Some(row) = rows.next()? {
+            let h: i64 = row.get(0)?;
+            let id = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+            let first = by_hash.partition_point(|&i| hashes[i] < h);
+            for &i in by_hash[first..].iter().take_while(|&&i| hashes[i] == h) {
+                if ids[i] == id {
+                    found[i] = true;
+                }
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// Records the hashes of new events, `(h, seq)` pairs, in key order: a batch's inserts then

@@ -498,7 +498,7 @@ pub(super) fn reprice(
             }
         }
         if !dry_run {
-            apply(&deltas, &tx)?;
+            apply(&deltas.cells(), &tx)?;
         }
         opts.report(report.examined, Some(total));
     }

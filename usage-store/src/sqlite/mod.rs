@@ -442,6 +442,12 @@ impl Store for SqliteStore {
         BACKEND
     }
 
+    /// Two batched writes at once: one batch is prepared (checked, its ids hashed, its rollup
+    /// cells summed) while the other holds the write lock.
+    fn concurrent_inserts(&self) -> usize {
+        2
+    }
+
     async fn insert(&self, events: &[UsageEvent]) -> Result<Vec<bool>> {
         Ok(self.insert_and_read(events, &[]).await?.0)
     }
@@ -455,14 +461,17 @@ impl Store for SqliteStore {
             let (events, watch) = (events.to_vec(), watch.to_vec());
             return self
                 .write("insert", move |c| {
-                    write::insert_and_read(c, &events, &watch)
+                    let batch = write::Batch::new(&events)?;
+                    write::insert_and_read(c, &batch, &watch)
                 })
                 .await;
         }
-        // In place: no copy of the batch (20,000 events are a few megabytes of allocations).
+        // In place: no copy of the batch (20,000 events are a few megabytes of allocations),
+        // and prepared before the write lock is taken.
         in_place(|| {
+            let batch = write::Batch::new(events)?;
             self.inner
-                .writer("insert", |c| write::insert_and_read(c, events, watch))
+                .writer("insert", |c| write::insert_and_read(c, &batch, watch))
         })
     }
 

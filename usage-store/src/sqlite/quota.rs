@@ -221,8 +221,8 @@ fn commit(
         }
         // Expired or not: the events happened, so they are recorded.
         ReservationState::Held => {
-            let rows = write::event_rows(events)?;
-            let inserted = write::insert_rows(&tx, &rows)?;
+            let batch = write::Batch::new(events)?;
+            let inserted = write::insert_rows(&tx, &batch)?;
             finish(&tx, id, &stored, ReservationState::Committed)?;
             inserted
         }

@@ -2,7 +2,6 @@
 //! cell in memory first (the derived tables' cells from the base cells), then each cell is
 //! written once, in primary-key order.
 
-use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use rusqlite::{Connection, ToSql, TransactionBehavior};
@@ -14,7 +13,7 @@ use usage_core::quota::Quota;
 use super::codec::{EVENT_COLS, EventRow, TOTALS_COLS};
 use super::{Fail, counters, ids};
 
-use crate::rollups::{DERIVED, Deltas, EVENTS, Sums, derive};
+use crate::rollups::{BatchCells, DERIVED, Deltas, EVENTS, Sums};
 pub(super) use crate::rollups::{HOUR_MS, floor_sql, floor_to};
 
 const TAG_KEYS: [&str; 3] = ["key", "value", "user_id"];
@@ -111,20 +110,19 @@ static INSERT_EVENT: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Writes every change of `deltas`, the derived tables' too.
-pub(super) fn apply(deltas: &Deltas<'_>, conn: &Connection) -> Result<(), Fail> {
-    let events = deltas.events();
-    EVENTS_SQL.add_all(conn, events.iter(), |k| vec![&k.0, &k.1, &k.2, &k.3, &k.4])?;
-    for (table, sql) in DERIVED.iter().zip(DERIVED_SQL.iter()) {
-        let cells = derive(table, &events);
-        sql.add_all(conn, cells.iter(), |(t, keys)| {
+/// Writes every cell of `cells`.
+pub(super) fn apply(cells: &BatchCells<'_>, conn: &Connection) -> Result<(), Fail> {
+    EVENTS_SQL.add_all(conn, cells.events.iter(), |k| {
+        vec![&k.0, &k.1, &k.2, &k.3, &k.4]
+    })?;
+    for (table, sql) in cells.derived.iter().zip(DERIVED_SQL.iter()) {
+        sql.add_all(conn, table.iter(), |(t, keys)| {
             std::iter::once(t as &dyn ToSql)
                 .chain(keys.iter().map(|k| k as &dyn ToSql))
                 .collect()
         })?;
     }
-    let tags = deltas.tags();
-    TAGS_SQL.add_all(conn, tags.iter().map(|(k, s)| (k, s)), |k| {
+    TAGS_SQL.add_all(conn, cells.tags.iter().map(|(k, s)| (k, s)), |k| {
         vec![&k.0, &k.1, &k.2, &k.3]
     })?;
     Ok(())
@@ -134,7 +132,8 @@ pub(super) fn apply(deltas: &Deltas<'_>, conn: &Connection) -> Result<(), Fail> 
 /// itself always goes through [`insert_and_read`].)
 #[cfg(test)]
 pub(super) fn insert(conn: &mut Connection, events: &[UsageEvent]) -> Result<Vec<bool>, Fail> {
-    Ok(insert_and_read(conn, events, &[])?.0)
+    let batch = Batch::new(events)?;
+    Ok(insert_and_read(conn, &batch, &[])?.0)
 }
 
 /// Inserts a batch in one write transaction (per event, true when it was new) and reads, in
@@ -142,48 +141,71 @@ pub(super) fn insert(conn: &mut Connection, events: &[UsageEvent]) -> Result<Vec
 /// counter missing there is created, so that the next read of it is one row).
 pub(super) fn insert_and_read(
     conn: &mut Connection,
-    events: &[UsageEvent],
+    batch: &Batch<'_>,
     watch: &[(Quota, TimeRange)],
 ) -> Result<(Vec<bool>, Vec<Decimal>), Fail> {
-    let rows = event_rows(events)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let inserted = insert_rows(&tx, &rows)?;
+    let inserted = insert_rows(&tx, batch)?;
     let used = counters::used_all_for_update(&tx, watch)?;
     tx.commit()?;
     Ok((inserted, used))
 }
 
-/// Converts and checks a batch, before any transaction starts.
-pub(super) fn event_rows(events: &[UsageEvent]) -> usage_core::Result<Vec<EventRow<'_>>> {
-    events.iter().map(EventRow::new).collect()
+/// A batch of events checked and laid out for writing: as much of the work as needs no
+/// database, done before the write lock is taken, so that while one batch is written the
+/// next is prepared on another thread (the batched writer runs two writes at once).
+pub(super) struct Batch<'a> {
+    rows: Vec<EventRow<'a>>,
+    ids: ids::Lookup<'a>,
+    /// The rollup cells of the whole batch: what is written when every event is new.
+    cells: BatchCells<'a>,
 }
 
-/// Writes checked events, their rollup changes and their quota counters inside the caller's
+impl<'a> Batch<'a> {
+    /// Converts and checks `events`.
+    pub(super) fn new(events: &'a [UsageEvent]) -> usage_core::Result<Batch<'a>> {
+        let rows: Vec<EventRow<'a>> = events.iter().map(EventRow::new).collect::<Result<_, _>>()?;
+        let mut deltas = Deltas::default();
+        for r in &rows {
+            deltas.add(r.e, r.ts_ms, &r.sums, 1);
+        }
+        Ok(Batch {
+            ids: ids::Lookup::new(events.iter().map(|e| e.id.as_str()).collect()),
+            cells: deltas.cells(),
+            rows,
+        })
+    }
+}
+
+/// Writes a checked batch, its rollup changes and its quota counters inside the caller's
 /// write transaction (also used by `commit_reservation`); per event, true when it was new.
-pub(super) fn insert_rows(tx: &Connection, rows: &[EventRow<'_>]) -> Result<Vec<bool>, Fail> {
-    let ids: Vec<&str> = rows.iter().map(|r| r.e.id.as_str()).collect();
-    let hashes: Vec<i64> = ids.iter().map(|id| ids::hash(id)).collect();
-    let stored = ids::stored(tx, &ids, &hashes)?;
-    // Ids of this batch seen so far: a repeat is a duplicate (the first one wins).
-    let mut seen: HashSet<&str> = HashSet::with_capacity(rows.len());
-    let mut inserted = Vec::with_capacity(rows.len());
+pub(super) fn insert_rows(tx: &Connection, batch: &Batch<'_>) -> Result<Vec<bool>, Fail> {
+    let stored = batch.ids.stored(tx)?;
+    let mut inserted = Vec::with_capacity(batch.rows.len());
     let mut ins = tx.prepare_cached(&INSERT_EVENT)?;
-    let mut deltas = Deltas::default();
-    let mut new_rows = Vec::with_capacity(rows.len());
-    let mut pairs = Vec::with_capacity(rows.len());
-    for (((r, &id), &h), &stored) in rows.iter().zip(&ids).zip(&hashes).zip(&stored) {
-        let new = !stored && seen.insert(id);
+    let mut new_rows = Vec::with_capacity(batch.rows.len());
+    let mut pairs = Vec::with_capacity(batch.rows.len());
+    for ((r, (h, repeated)), &stored) in batch.rows.iter().zip(batch.ids.iter()).zip(&stored) {
+        let new = !stored && !repeated;
         if new {
             r.bind(&mut ins)?;
             ins.raw_execute()?;
             pairs.push((h, tx.last_insert_rowid()));
-            deltas.add(r.e, r.ts_ms, &r.sums, 1);
             new_rows.push(r);
         }
         inserted.push(new);
     }
     ids::add(tx, &mut pairs)?;
-    apply(&deltas, tx)?;
+    if new_rows.len() == batch.rows.len() {
+        apply(&batch.cells, tx)?;
+    } else {
+        // Some were stored already: only the new ones count.
+        let mut deltas = Deltas::default();
+        for r in &new_rows {
+            deltas.add(r.e, r.ts_ms, &r.sums, 1);
+        }
+        apply(&deltas.cells(), tx)?;
+    }
     counters::add_events(tx, &new_rows)?;
     let seqs = pairs.iter().map(|&(_, seq)| seq);
     if let (Some(first), Some(last)) = (seqs.clone().min(), seqs.max()) {
