@@ -165,16 +165,24 @@ impl<'a> Batch<'a> {
     /// Converts and checks `events`.
     pub(super) fn new(events: &'a [UsageEvent]) -> usage_core::Result<Batch<'a>> {
         let rows: Vec<EventRow<'a>> = events.iter().map(EventRow::new).collect::<Result<_, _>>()?;
-        let mut deltas = Deltas::default();
-        for r in &rows {
-            deltas.add(r.e, r.ts_ms, &r.sums, 1);
-        }
         Ok(Batch {
             ids: ids::Lookup::new(events.iter().map(|e| e.id.as_str()).collect()),
-            cells: deltas.cells(),
+            cells: cells_of(&rows),
             rows,
         })
     }
+}
+
+/// The rollup cells that `rows` add.
+fn cells_of<'a, 'r>(rows: impl IntoIterator<Item = &'r EventRow<'a>>) -> BatchCells<'a>
+where
+    'a: 'r,
+{
+    let mut deltas = Deltas::default();
+    for r in rows {
+        deltas.add(r.e, r.ts_ms, &r.sums, 1);
+    }
+    deltas.cells()
 }
 
 /// Writes a checked batch, its rollup changes and its quota counters inside the caller's
@@ -200,11 +208,7 @@ pub(super) fn insert_rows(tx: &Connection, batch: &Batch<'_>) -> Result<Vec<bool
         apply(&batch.cells, tx)?;
     } else {
         // Some were stored already: only the new ones count.
-        let mut deltas = Deltas::default();
-        for r in &new_rows {
-            deltas.add(r.e, r.ts_ms, &r.sums, 1);
-        }
-        apply(&deltas.cells(), tx)?;
+        apply(&cells_of(new_rows.iter().copied()), tx)?;
     }
     counters::add_events(tx, &new_rows)?;
     let seqs = pairs.iter().map(|&(_, seq)| seq);
