@@ -103,6 +103,11 @@ impl Drop for BatchWriter {
 
 impl BatchWriter {
     pub(crate) fn spawn(store: Arc<dyn Store>, opts: BatchOptions, after: AfterWrite) -> Self {
+        // A write takes at least a batch, so that the task and `push` agree on both.
+        let opts = BatchOptions {
+            max_write: opts.max_write.max(opts.max_batch).max(1),
+            ..opts
+        };
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
@@ -110,7 +115,6 @@ impl BatchWriter {
         let last_error = Arc::new(Mutex::new(None));
         let errors = last_error.clone();
         let task = shared.clone();
-        let max_write = opts.max_write.max(opts.max_batch).max(1);
         // One slot per write the store can usefully run at once. A batch is taken from the
         // queue only once a slot is free, so while every slot is busy arrivals join the next
         // batch rather than queueing up small ones.
@@ -147,13 +151,13 @@ impl BatchWriter {
                         let ready = q.closed
                             || !q.flushes.is_empty()
                             || tokio::time::Instant::now() >= due
-                            || enough(q.events.len(), &opts, max_write, running);
+                            || enough(q.events.len(), &opts, running);
                         if ready {
                             // Under load, one write takes what else is already queued (up to
                             // `max_write`): a commit's fixed cost and its index pages are then
                             // shared by many more events. Flushes wait until everything
                             // queued before them is written.
-                            let n = q.events.len().min(max_write);
+                            let n = q.events.len().min(opts.max_write);
                             let batch: Vec<UsageEvent> = if n == q.events.len() {
                                 std::mem::take(&mut q.events)
                             } else {
@@ -280,8 +284,8 @@ impl BatchWriter {
 /// The events arriving during a write then make one large write after it rather than several
 /// small ones (a commit rewrites a page of every b-tree it touches, so a small one costs more
 /// per event), and a full write is prepared while the other one commits.
-fn enough(queued: usize, opts: &BatchOptions, max_write: usize, running: usize) -> bool {
-    queued >= opts.max_batch && (running == 0 || queued >= max_write)
+fn enough(queued: usize, opts: &BatchOptions, running: usize) -> bool {
+    queued >= opts.max_batch && (running == 0 || queued >= opts.max_write)
 }
 
 async fn write(
@@ -347,12 +351,12 @@ mod tests {
             ..Default::default()
         };
         // Nothing running: a batch's worth starts one.
-        assert!(!enough(99, &opts, 1_000, 0));
-        assert!(enough(100, &opts, 1_000, 0));
+        assert!(!enough(99, &opts, 0));
+        assert!(enough(100, &opts, 0));
         // One running: the queue waits for it, unless a whole write is waiting.
-        assert!(!enough(100, &opts, 1_000, 1));
-        assert!(!enough(999, &opts, 1_000, 1));
-        assert!(enough(1_000, &opts, 1_000, 1));
-        assert!(enough(5_000, &opts, 1_000, 1));
+        assert!(!enough(100, &opts, 1));
+        assert!(!enough(999, &opts, 1));
+        assert!(enough(1_000, &opts, 1));
+        assert!(enough(5_000, &opts, 1));
     }
 }

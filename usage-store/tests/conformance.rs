@@ -46,6 +46,7 @@ macro_rules! conformance_tests {
                 ingest::batch_with_repeated_ids_counts_once,
                 ingest::enqueue_and_flush_count_duplicates_once,
                 ingest::trickle_is_written_within_the_flush_interval,
+                ingest::a_batch_queued_during_a_write_follows_it,
                 ingest::dropping_the_tracker_writes_its_queue,
                 ingest::concurrent_writers_store_each_event_once,
                 queries::totals_over_ragged_and_aligned_ranges,

@@ -451,6 +451,45 @@ pub async fn trickle_is_written_within_the_flush_interval(b: &Backend) {
     c.finish();
 }
 
+/// Events that fill a batch while another write runs are written when that write ends, not
+/// at the flush interval (an hour here): on a store that runs two writes at once, the second
+/// waits for the first (or for a whole `max_write`) and is woken by its end.
+pub async fn a_batch_queued_during_a_write_follows_it(b: &Backend) {
+    let mut c = Check::new(b.label(), "a_batch_queued_during_a_write_follows_it");
+    let opts = TrackerOptions {
+        batch: BatchOptions {
+            max_batch: 2_000,
+            max_write: 100_000,
+            flush_interval: Duration::from_secs(3_600),
+            // `enqueue` waits while 2,000 are queued: once the 2,001st is queued, the first
+            // 2,000 are being written, and the next 2,000 fill a batch while they are.
+            max_queue: 2_000,
+        },
+        ..Default::default()
+    };
+    let t = b.tracker_with(opts);
+    let mut rng = Rng::new(17);
+    for i in 0..4_000 {
+        let ts = at("2026-06-03T09:00:00Z") + chrono::Duration::seconds(i);
+        t.enqueue(random_event(&mut rng, format!("during-{i}"), ts))
+            .await
+            .expect("enqueue");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut stored = 0;
+    while std::time::Instant::now() < deadline {
+        stored = all_events(&*b.store).await.len();
+        if stored == 4_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.eq("events stored without a flush", stored, 4_000);
+    t.flush().await.expect("flush");
+    c.verified("verify_rollups", t.verify_rollups(None).await);
+    c.finish();
+}
+
 /// Dropping the last handle of a tracker writes what it still had queued.
 pub async fn dropping_the_tracker_writes_its_queue(b: &Backend) {
     let mut c = Check::new(b.label(), "dropping_the_tracker_writes_its_queue");
